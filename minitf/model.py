@@ -144,7 +144,9 @@ def layer_norm(x: jax.Array, norm: dict) -> jax.Array:
     """Normalize each vector to mean 0, variance 1, then scale and shift. [..., D] -> [..., D]"""
     mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
     var = x.var(axis=-1, keepdims=True)  # (..., 1)
-    return (x - mean) / jnp.sqrt(var + LN_EPS) * norm["scale"] + norm["bias"]  # (..., D)
+    lead = (1,) * (x.ndim - 1)  # broadcast scale and bias over every leading axis, explicitly
+    scale, bias = norm["scale"].reshape(*lead, -1), norm["bias"].reshape(*lead, -1)  # (..., D)
+    return (x - mean) / jnp.sqrt(var + LN_EPS) * scale + bias  # (..., D)
 
 
 def split_heads(x: jax.Array, n_head: int) -> jax.Array:
@@ -155,7 +157,8 @@ def split_heads(x: jax.Array, n_head: int) -> jax.Array:
 
 def qkv(x: jax.Array, attn: dict, n_head: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Queries, keys and values for every position. [T, D] -> 3 x [T, H, K]"""
-    q, k, v = jnp.split(x @ attn["w_qkv"] + attn["b_qkv"], 3, axis=-1)  # 3 x (T, D)
+    # one matmul computes all three; [None] shares the bias across positions
+    q, k, v = jnp.split(x @ attn["w_qkv"] + attn["b_qkv"][None], 3, axis=-1)  # 3 x (T, D)
     return split_heads(q, n_head), split_heads(k, n_head), split_heads(v, n_head)
 
 
@@ -185,13 +188,14 @@ def causal_mask(T: int) -> jax.Array:
 def attn_output(z: jax.Array, attn: dict) -> jax.Array:
     """Concatenate the heads and project back into the residual stream. [T, H, K] -> [T, D]"""
     T, H, K = z.shape
-    return z.reshape(T, H * K) @ attn["w_out"] + attn["b_out"]  # (T, D)
+    return z.reshape(T, H * K) @ attn["w_out"] + attn["b_out"][None]  # (T, D)
 
 
 def mlp(x: jax.Array, mlp_params: dict) -> jax.Array:
     """Two-layer perceptron applied to each position on its own. [T, D] -> [T, D]"""
-    hidden = jax.nn.gelu(x @ mlp_params["w_in"] + mlp_params["b_in"], approximate=True)  # (T, M)
-    return hidden @ mlp_params["w_out"] + mlp_params["b_out"]  # (T, D)
+    pre = x @ mlp_params["w_in"] + mlp_params["b_in"][None]  # (T, M)
+    hidden = jax.nn.gelu(pre, approximate=True)  # (T, M)
+    return hidden @ mlp_params["w_out"] + mlp_params["b_out"][None]  # (T, D)
 
 
 def logits_from_resid(params: Params, config: Config, resid: jax.Array) -> jax.Array:
