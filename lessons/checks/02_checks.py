@@ -1,0 +1,66 @@
+"""Checks for lesson 2's exercises (pair counts, merging, the textbook BPE loop).
+
+Each takes the learner's definitions as `module`; AssertionError carries a hint, never
+the expected answer.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+
+import numpy as np
+
+from minitf import bpe
+
+TEXTS = ["aaabdaaabac", "the cat sat on the mat; the rat sat too.", "héllo wörld, héllo 🐠🐠",
+         "abababab", "x"]
+
+
+def _random_ids(seed: int, n: int, high: int) -> list[int]:
+    return [int(i) for i in np.random.default_rng(seed).integers(0, high, size=n)]
+
+
+def check_pair_counts(module) -> None:
+    cases = [[], [7], [1, 2, 1, 2], [5, 5, 5, 5]] + [_random_ids(s, 60, 4) for s in range(5)]
+    for ids in cases:
+        got = module.pair_counts(list(ids))
+        assert isinstance(got, dict), "pair_counts should return a dict {(a, b): count}"
+        if dict(got) != dict(Counter(zip(ids, ids[1:], strict=False))):
+            raise AssertionError(
+                f"pair_counts({ids[:12]}{'...' if len(ids) > 12 else ''}) is wrong: count "
+                "every adjacent pair (ids[i], ids[i + 1]), overlapping ones included")
+
+
+def check_merge_pair(module) -> None:
+    cases = [([], (1, 2)), ([1, 1, 1], (1, 1)), ([1, 2, 3, 1, 2], (1, 2)), ([3, 1], (1, 2))]
+    cases += [(_random_ids(s, 80, 3), (1, 2)) for s in range(5)]
+    cases += [(_random_ids(9, 80, 2), (1, 1))]
+    for ids, pair in cases:
+        before = list(ids)
+        got = module.merge_pair(ids, pair, 99)
+        assert ids == before, "merge_pair should not change the list it is given"
+        if list(got) != bpe.merge(list(ids), pair, 99):
+            raise AssertionError(
+                f"merge_pair({ids[:12]}{'...' if len(ids) > 12 else ''}, {pair}, 99) is wrong: "
+                "scan left to right, and after replacing a pair skip both of its ids")
+
+
+def check_train_merges(module) -> None:
+    for text in TEXTS:
+        n = 12
+        got = [tuple(p) for p in module.train_merges(text, n)]
+        with warnings.catch_warnings():  # short texts allow fewer merges: expected here
+            warnings.simplefilter("ignore")
+            want = bpe.train_simple(text, 256 + n, pattern=None).merges
+        if got == want:
+            continue
+        if len(got) != len(want):
+            raise AssertionError(
+                f"train_merges({text!r}, {n}) made {len(got)} merges: make n_merges merges, "
+                "stopping early only when no pair is left")
+        k = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
+        raise AssertionError(
+            f"train_merges({text!r}, {n}): merge #{k} {got[k]} is not the right pair. Recount "
+            "after every merge, give merge k the id 256 + k, and break ties by the largest "
+            "(count, vocab[a], vocab[b])")

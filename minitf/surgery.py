@@ -1,0 +1,431 @@
+"""Vocabulary surgery: give a trained model new tokens, teach only them, or widen it.
+
+A token is two rows: one in the embedding (how the model reads it) and one in the
+unembedding (how strongly each residual vector predicts it; the same row when tied).
+`add_tokens` appends rows for new tokens and extends the tokenizer to match. How the new
+rows start matters:
+
+- "mean": the mean of the existing rows. The new token's logit is then the mean of the
+  other logits, so by Jensen's inequality its probability is at most 1/V and the model's
+  old predictions barely move (KL <= log(1 + 1/V); Hewitt, "Initializing new word
+  embeddings for pretrained language models", 2021).
+- "random": N(0, 0.02), like `init_params`. Its logit is an unrelated random number.
+- a linear combination of existing tokens, e.g. {"monkey": 0.5, "hat": 0.5}: start from
+  what the model already knows about the parts.
+
+`finetune` then trains either everything or only chosen rows of the embedding and
+unembedding, with every other number frozen bit for bit (the optimizer's updates are
+masked, weight decay included). `widen` grows d_model with new dimensions that start at
+zero, preserving the model's output up to the layer norms' epsilon.
+
+Left out: removing tokens, resizing the position embedding, and growing d_mlp or the
+number of layers (zero-initialised MLP units or blocks would preserve the output too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from minitf.chars import CharTokenizer
+from minitf.model import Config, Params
+from minitf.train import loss_fn
+from minitf.words import WordTokenizer
+
+INIT_STD = 0.02  # the std init_params gives embedding rows (GPT-2's)
+
+Init = str | Mapping[str | int, float]  # "mean", "random", or {token: weight, ...}
+
+
+# --- tokenizers ----------------------------------------------------------------------------
+
+
+def token_id(tokenizer: Any, token: str | int) -> int:
+    """The id of one existing token, given as an id or as its text ("horse", "Ġhat", " hat")."""
+    if isinstance(token, int | np.integer):
+        return int(token)
+    if tokenizer is None:
+        raise ValueError(f"token {token!r} is given as text but there is no tokenizer; use its id")
+    specials = getattr(tokenizer, "special_tokens", {})
+    if token in specials:
+        return specials[token]
+    try:
+        ids = tokenizer.encode(token)
+    except ValueError:
+        ids = []
+    if len(ids) == 1:
+        return ids[0]
+    # GPT-2's printable form ("Ġhat" for " hat") is what token_str shows, so accept it too
+    for i in range(tokenizer.vocab_size):
+        if tokenizer.token_str(i) == token:
+            return i
+    raise ValueError(
+        f"{token!r} is not a single token of this tokenizer (it encodes as {ids}); "
+        "give an existing token's text or id"
+    )
+
+
+def extend_tokenizer(tokenizer: Any, new_tokens: Sequence[str], *, special: bool = False) -> Any:
+    """A tokenizer whose ids are the old ones followed by `new_tokens`, in order.
+
+    - `WordTokenizer`: new words.
+    - `CharTokenizer`: new characters (one character per token).
+    - `minitf.bpe.Tokenizer`, special=True: new special tokens (matched whole, never merged).
+    - `minitf.bpe.Tokenizer`, special=False: an ordinary token must be exactly two existing
+      tokens glued together; it becomes one new merge, ranked after all the old ones, so
+      encoding produces it wherever BPE used to leave that pair.
+    """
+    if tokenizer is None:
+        return None
+    if isinstance(tokenizer, WordTokenizer):
+        return tokenizer.with_words(new_tokens)
+    if isinstance(tokenizer, CharTokenizer):
+        if special or any(len(t) != 1 for t in new_tokens):
+            raise ValueError(
+                f"a CharTokenizer has one character per token and no special tokens; got "
+                f"{list(new_tokens)} (special={special}). Add single characters."
+            )
+        return CharTokenizer(tokenizer.chars + "".join(new_tokens))
+    if hasattr(tokenizer, "merge_ids") and hasattr(tokenizer, "special_tokens"):
+        return _extend_bpe(tokenizer, new_tokens, special=special)
+    raise ValueError(
+        f"cannot extend a tokenizer of type {type(tokenizer).__name__}; pass tokenizer=None "
+        "and build the extended tokenizer yourself"
+    )
+
+
+def _extend_bpe(tok: Any, new_tokens: Sequence[str], *, special: bool) -> Any:
+    """New BPE tokens keep every old id: they take ids vocab_size, vocab_size + 1, ..."""
+    from minitf.bpe import Tokenizer  # only BPE users need it
+
+    merges, merge_ids = tok.merges, tok.merge_ids
+    specials = dict(tok.special_tokens)
+    next_id = tok.vocab_size
+    for text in new_tokens:
+        if special:
+            if text in specials:
+                raise ValueError(f"{text!r} is already a special token (id {specials[text]})")
+            specials[text] = next_id
+        else:
+            pair = tok.encode(text)
+            if len(pair) != 2:
+                raise ValueError(
+                    f"an ordinary BPE token is one new merge of two existing tokens, but "
+                    f"{text!r} encodes as {len(pair)} tokens {pair}; add it as special=True, "
+                    "or add its pieces first, one merge at a time"
+                )
+            merges, merge_ids = [*merges, tuple(pair)], [*merge_ids, next_id]
+        next_id += 1
+    return Tokenizer(
+        merges,
+        pattern=tok.pattern,
+        special_tokens=specials,
+        byte_ids=[tok.byte_id(b) for b in range(256)],
+        merge_ids=merge_ids,
+    )
+
+
+# --- new rows ------------------------------------------------------------------------------
+
+
+def _new_row(matrix: jax.Array, init: Init, tokenizer: Any, key: jax.Array | None) -> jax.Array:
+    """One new row for `matrix` (V, D) under `init`. -> (D,)"""
+    if isinstance(init, str) and init == "mean":
+        return matrix.mean(axis=0)  # (D,)
+    if isinstance(init, str) and init == "random":
+        if key is None:
+            raise ValueError('init="random" needs a key: add_tokens(..., key=jax.random.key(0))')
+        return INIT_STD * jax.random.normal(key, (matrix.shape[1],), matrix.dtype)  # (D,)
+    if isinstance(init, Mapping) and init:
+        ids = jnp.array([token_id(tokenizer, t) for t in init])  # (n,)
+        if int(ids.max()) >= matrix.shape[0] or int(ids.min()) < 0:
+            raise ValueError(f"token ids {ids.tolist()} must be existing ids < {matrix.shape[0]}")
+        weights = jnp.array(list(init.values()), dtype=matrix.dtype)  # (n,)
+        return weights @ matrix[ids]  # (D,): sum_i w_i * row_i
+    raise ValueError(
+        f'init must be "mean", "random" or a non-empty {{token: weight}} dict; got {init!r}'
+    )
+
+
+def add_tokens(
+    params: Params,
+    config: Config,
+    tokenizer: Any,
+    new_tokens: Sequence[str],
+    init: Init | Sequence[Init] = "mean",
+    *,
+    key: jax.Array | None = None,
+    special: bool = False,
+) -> tuple[Params, Config, Any]:
+    """Append one embedding row (and one unembedding row, unless tied) per new token.
+
+    `init` is one rule for every new token or a list with one rule per token; see the
+    module docstring. Ids: the new tokens get config.vocab_size, +1, ... in order.
+    `tokenizer` may be None (only the model grows). Returns (params, config, tokenizer).
+    """
+    new_tokens = list(new_tokens)
+    if not new_tokens:
+        raise ValueError("new_tokens is empty; give at least one token to add")
+    inits = list(init) if isinstance(init, list | tuple) else [init] * len(new_tokens)
+    if len(inits) != len(new_tokens):
+        raise ValueError(f"got {len(inits)} inits for {len(new_tokens)} new tokens; give one each")
+    if tokenizer is not None and tokenizer.vocab_size != config.vocab_size:
+        raise ValueError(
+            f"the tokenizer has {tokenizer.vocab_size} tokens but the model {config.vocab_size}; "
+            "new ids would not line up. Pass the tokenizer the model was trained with."
+        )
+    keys = list(jax.random.split(key, len(new_tokens))) if key is not None else [None] * len(inits)
+    names = ["embed"] if config.tie_embeddings else ["embed", "unembed"]
+    new_params = dict(params)
+    for name in names:
+        old = params[name]  # (V, D)
+        # every rule reads the *old* rows, so adding two "mean" tokens gives them equal rows
+        rows = [_new_row(old, rule, tokenizer, k) for rule, k in zip(inits, keys, strict=True)]
+        new_params[name] = jnp.concatenate([old, jnp.stack(rows)], axis=0)  # (V + n, D)
+    new_config = dataclasses.replace(config, vocab_size=config.vocab_size + len(new_tokens))
+    return new_params, new_config, extend_tokenizer(tokenizer, new_tokens, special=special)
+
+
+# --- fine-tuning ---------------------------------------------------------------------------
+
+
+def _keep_rows(row_mask: jax.Array) -> optax.GradientTransformation:
+    """Zero every row of a (V, D) update whose `row_mask` entry (V, 1) is False."""
+
+    def update(updates, state, params=None):
+        kept = jax.tree.map(lambda u: jnp.where(row_mask, u, 0.0), updates)  # (V, D) leaves
+        return kept, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def make_optimizer(
+    params: Params,
+    config: Config,
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    only_rows: Sequence[int] | None = None,
+) -> optax.GradientTransformation:
+    """AdamW over everything, or over rows `only_rows` of embed/unembed with all else frozen.
+
+    Frozen leaves get `optax.set_to_zero` (no Adam state at all). In the vocabulary
+    matrices the old rows are zeroed twice: the gradient before Adam, so it cannot enter
+    the clipping norm or the moments, and the update after Adam, because AdamW adds
+    `weight_decay * param` to every row and would otherwise shrink the frozen ones.
+    """
+    adamw = optax.adamw(lr, b1=0.9, b2=0.99, weight_decay=weight_decay)
+    if only_rows is None:
+        return optax.chain(optax.clip_by_global_norm(1.0), adamw)
+    rows = np.asarray(only_rows, dtype=int)
+    if rows.size == 0 or rows.min() < 0 or rows.max() >= config.vocab_size:
+        raise ValueError(f"only_rows must be token ids in 0..{config.vocab_size - 1}; got {rows}")
+    row_mask = jnp.zeros((config.vocab_size, 1), bool).at[rows].set(True)  # (V, 1)
+    vocab_leaves = {"embed", "unembed"}
+    labels = {
+        name: ("rows" if name in vocab_leaves else jax.tree.map(lambda _: "frozen", leaf))
+        for name, leaf in params.items()
+    }
+    trainable = optax.chain(
+        _keep_rows(row_mask), optax.clip_by_global_norm(1.0), adamw, _keep_rows(row_mask)
+    )
+    return optax.multi_transform({"rows": trainable, "frozen": optax.set_to_zero()}, labels)
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    params: Params
+    losses: list[float]  # training loss at every step taken
+    steps: int  # steps taken (fewer than asked when `callback` stopped early)
+
+
+def finetune(
+    params: Params,
+    config: Config,
+    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    steps: int,
+    lr: float = 1e-2,
+    only_rows: Sequence[int] | None = None,
+    weight_decay: float = 0.0,
+    callback: Callable[[int, Params], bool] | None = None,
+    check_every: int = 10,
+) -> FinetuneResult:
+    """Train on `batches` of (tokens [B, T], loss_mask [B, T]) for `steps` steps.
+
+    The batches follow `minitf.tasks`' convention (loss_mask[b, t] True: the prediction
+    at t of token t + 1 is scored); `Task.batch` makes them, so does any generator.
+    `only_rows=[ids]` trains just those rows of the embedding and unembedding (the new
+    tokens); None trains everything. `callback(step, params)` runs every `check_every`
+    steps (and at step 0) and stops training by returning True, which is how the
+    experiments count the steps a new token needs. Constant learning rate, no warmup:
+    the jobs are short and the new rows start small.
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0; got {steps}")
+    optimizer = make_optimizer(
+        params, config, lr=lr, weight_decay=weight_decay, only_rows=only_rows
+    )
+    opt_state = optimizer.init(params)
+
+    @jax.jit
+    def step_fn(params, opt_state, tokens, loss_mask):
+        # train.py's masked next-token loss (its second output, accuracy, rides along)
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (loss, _), grads = grad_fn(params, tokens, loss_mask, config)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    batch_iter: Iterator = iter(batches)
+    losses: list[float] = []
+    for step in range(steps + 1):
+        if callback is not None and step % check_every == 0 and callback(step, params):
+            break
+        if step == steps:
+            break
+        tokens, loss_mask = next(batch_iter)
+        params, opt_state, loss = step_fn(
+            params, opt_state, jnp.asarray(tokens), jnp.asarray(loss_mask)
+        )
+        losses.append(float(loss))
+    return FinetuneResult(params=params, losses=losses, steps=len(losses))
+
+
+# --- widening d_model ----------------------------------------------------------------------
+
+
+def _center(w: jax.Array) -> jax.Array:
+    """Remove each row's mean over its last axis (the d_model axis). [..., D] -> [..., D]"""
+    return w - w.mean(axis=-1, keepdims=True)  # (..., D)
+
+
+def _pad(w: jax.Array, axis: int, size: int) -> jax.Array:
+    """Zeros appended along `axis` until it has `size` entries."""
+    widths = [(0, 0)] * w.ndim
+    widths[axis] = (0, size - w.shape[axis])
+    return jnp.pad(w, widths)
+
+
+def _pad_heads(w: jax.Array, axis: int, n_head: int, new_head: int, new_n_head: int) -> jax.Array:
+    """Pad a (.., H*K, ..) axis to (.., H'*K', ..): each old head keeps its first K slots."""
+    shape = w.shape
+    K = shape[axis] // n_head
+    split = w.reshape(*shape[:axis], n_head, K, *shape[axis + 1 :])  # (.., H, K, ..)
+    split = _pad(_pad(split, axis + 1, new_head), axis, new_n_head)  # (.., H', K', ..)
+    return split.reshape(*shape[:axis], new_n_head * new_head, *shape[axis + 1 :])  # (.., D', ..)
+
+
+def widen(
+    params: Params,
+    config: Config,
+    new_d_model: int,
+    *,
+    n_head: int | None = None,
+    preserve: bool = True,
+) -> tuple[Params, Config]:
+    """Grow the residual stream from D to D' dimensions; the new ones start at zero.
+
+    Zero padding alone does not keep the output: every LayerNorm takes its mean and
+    variance over all D' entries, and the zeros pull both down. `preserve=True` fixes
+    the two effects it can:
+      1. the mean: first centre everything that writes into the stream (embedding rows,
+         position rows, attention and MLP output weights and biases). Every reader of the
+         stream is a LayerNorm, which subtracts the mean anyway, so this changes nothing;
+         but now the stream's mean is 0 and stays 0 after padding with zeros.
+      2. the variance: with mean 0, the variance over D' entries is D/D' times the old
+         one, so the normed vector grows by sqrt(D'/D); each LayerNorm's gain shrinks by
+         sqrt(D/D') to compensate.
+    What is left is the epsilon: LN's sqrt(var + eps) becomes sqrt(var + eps * D'/D), a
+    relative change of about eps * (D'/D - 1) / (2 var); an exact copy is impossible.
+
+    A tied embedding is the one writer that cannot be centred: the same rows are read as
+    the unembedding, and centring them would shift each logit by its row's mean times
+    the sum of the normed vector. Its new entries start at the row's own mean instead of
+    zero. Then every new entry of the stream equals the stream's mean, so the mean is
+    unchanged, the new entries add nothing to the variance (which again is D/D' times
+    the old one), and the normed stream is zero there, so the unembedding's new entries
+    add nothing to the logits.
+
+    Heads: with `n_head` None (or equal to config.n_head) every head widens from K to
+    D'/H; its queries are scaled by sqrt(K'/K) so the softmax's 1/sqrt(K') matches the old
+    1/sqrt(K). With n_head = D' / K the heads keep their width and the new heads start
+    at zero (uniform attention over zero values: they add nothing).
+    """
+    D, H = config.d_model, config.n_head
+    K = config.d_head
+    new_n_head = H if n_head is None else n_head
+    if new_d_model < D:
+        raise ValueError(f"new_d_model ({new_d_model}) must be at least d_model ({D})")
+    if new_n_head == H and new_d_model % H == 0:
+        new_head = new_d_model // H  # K'
+    elif new_n_head * K == new_d_model:
+        new_head = K
+    else:
+        raise ValueError(
+            f"widening {D} -> {new_d_model} needs either the same n_head ({H}, if it divides "
+            f"{new_d_model}) or n_head = {new_d_model} / {K} (keeping head width {K}); got "
+            f"n_head={new_n_head}"
+        )
+    center = _center if preserve else (lambda w: w)
+    gain = math.sqrt(D / new_d_model) if preserve else 1.0  # LN gain correction
+    q_scale = math.sqrt(new_head / K)  # keeps q.k / sqrt(K') equal to the old q.k / sqrt(K)
+
+    def stream(w: jax.Array) -> jax.Array:  # a writer: [..., D] -> [..., D'] (centred, padded)
+        return _pad(center(w), -1, new_d_model)
+
+    def norm(ln: dict) -> dict:  # a LayerNorm: gains rescaled, new dims have gain 1, bias 0
+        scale = jnp.concatenate([gain * ln["scale"], jnp.ones(new_d_model - D)])  # (D',)
+        return {"scale": scale, "bias": _pad(ln["bias"], 0, new_d_model)}  # (D',)
+
+    def heads(w: jax.Array, axis: int) -> jax.Array:  # a head-structured axis: D -> D'
+        return _pad_heads(w, axis, H, new_head, new_n_head)
+
+    def tied_embed(w: jax.Array) -> jax.Array:  # [V, D] -> [V, D'], see the docstring
+        if not preserve:
+            return _pad(w, -1, new_d_model)
+        fill = jnp.broadcast_to(w.mean(axis=-1, keepdims=True), (w.shape[0], new_d_model - D))
+        return jnp.concatenate([w, fill], axis=-1)  # (V, D'): new entries = the row's mean
+
+    tied = config.tie_embeddings
+    new: Params = {
+        "embed": tied_embed(params["embed"]) if tied else stream(params["embed"]),  # (V, D')
+        "pos_embed": stream(params["pos_embed"]),  # (max_len, D')
+        "blocks": [],
+        "ln_final": norm(params["ln_final"]),
+    }
+    if not tied:
+        new["unembed"] = _pad(params["unembed"], -1, new_d_model)  # (V, D'): a reader
+    for block in params["blocks"]:
+        attn, mlp_params = block["attn"], block["mlp"]
+        w_q, w_k, w_v = jnp.split(attn["w_qkv"], 3, axis=1)  # 3 x (D, D)
+        b_q, b_k, b_v = jnp.split(attn["b_qkv"], 3)  # 3 x (D,)
+        w_qkv = jnp.concatenate(
+            [heads(q_scale * w_q, 1), heads(w_k, 1), heads(w_v, 1)], axis=1
+        )  # (D, 3D')
+        b_qkv = jnp.concatenate([heads(q_scale * b_q, 0), heads(b_k, 0), heads(b_v, 0)])  # (3D',)
+        new["blocks"].append(
+            {
+                "ln1": norm(block["ln1"]),
+                "attn": {
+                    "w_qkv": _pad(w_qkv, 0, new_d_model),  # (D', 3D'): new inputs read nothing
+                    "b_qkv": b_qkv,
+                    "w_out": stream(heads(attn["w_out"], 0)),  # (D', D')
+                    "b_out": stream(attn["b_out"]),  # (D',)
+                },
+                "ln2": norm(block["ln2"]),
+                "mlp": {
+                    "w_in": _pad(mlp_params["w_in"], 0, new_d_model),  # (D', M)
+                    "b_in": mlp_params["b_in"],  # (M,)
+                    "w_out": stream(mlp_params["w_out"]),  # (M, D')
+                    "b_out": stream(mlp_params["b_out"]),  # (D',)
+                },
+            }
+        )
+    return new, dataclasses.replace(config, d_model=new_d_model, n_head=new_n_head)

@@ -1,0 +1,134 @@
+"""GPT-2-format weights: a small random `transformers` GPT-2, saved to disk, loaded into
+minitf, must give the same logits and the same logit-lens rows as `transformers` itself."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from minitf import gpt2
+from minitf.lens import logit_lens
+from minitf.model import forward
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("safetensors")
+
+N_LAYER, VOCAB, SEQ = 2, 100, 12
+
+
+def save_random_gpt2(folder: Path, *, tied: bool = True, vocab_size: int = VOCAB, d: int = 64):
+    """A seeded random GPT2LMHeadModel with non-trivial norms, saved as safetensors."""
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        n_layer=N_LAYER, n_head=4, n_embd=d, vocab_size=vocab_size, n_positions=32,
+        tie_word_embeddings=tied,
+    )
+    model = transformers.GPT2LMHeadModel(config).eval()
+    with torch.no_grad():  # move every weight off its init (norms at 1, biases at 0)
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    model.save_pretrained(folder)
+    return model
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_logits_and_every_lens_row_match_transformers(tmp_path: Path, tied: bool) -> None:
+    hf = save_random_gpt2(tmp_path, tied=tied)
+    config, params, tokenizer = gpt2.load(tmp_path)
+    assert tokenizer is None  # no vocab.json / merges.txt in the folder
+    assert (config.n_layer, config.d_model, config.d_mlp) == (N_LAYER, 64, 256)
+    assert config.tie_embeddings == tied and ("unembed" in params) == (not tied)
+
+    tokens = np.random.default_rng(0).integers(0, VOCAB, (2, SEQ))  # (2, T)
+    with torch.no_grad():
+        out = hf(torch.tensor(tokens), output_hidden_states=True)
+        want_logits = out.logits.numpy()  # (2, T, V)
+        # hidden_states[l] for l < n_layer is the stream entering block l (resid_pre);
+        # the last one already has ln_f applied, so its lens row is the logits themselves
+        want_lens = [
+            torch.log_softmax(hf.lm_head(hf.transformer.ln_f(h)), -1).numpy()
+            for h in out.hidden_states[:N_LAYER]
+        ] + [torch.log_softmax(out.logits, -1).numpy()]  # L+1 x (2, T, V)
+    np.testing.assert_allclose(np.asarray(forward(params, tokens, config)), want_logits, atol=2e-4)
+    for b in range(2):
+        lens = logit_lens(params, config, tokens[b]).log_probs  # (L+1, T, V)
+        assert lens.shape == (N_LAYER + 1, SEQ, VOCAB)
+        for layer in range(N_LAYER + 1):
+            np.testing.assert_allclose(lens[layer], want_lens[layer][b], atol=2e-4)
+
+
+def test_folder_with_tokenizer_files_gives_a_tokenizer(tmp_path: Path) -> None:
+    from minitf.bpe import Tokenizer
+
+    save_random_gpt2(tmp_path, vocab_size=300)
+    tok = Tokenizer.train("the sea horse swims in the sea " * 10, 270, pattern="gpt2")
+    tok.save_gpt2(tmp_path)
+    _, _, loaded = gpt2.load(tmp_path)
+    assert loaded is not None and loaded.vocab_size == tok.vocab_size
+    assert loaded.encode(" the sea horse") == tok.encode(" the sea horse")
+
+
+def test_real_gpt2_tokenizer_files(tmp_path: Path, shared_data: Path) -> None:
+    """GPT-2's own vocab.json + merges.txt beside a random model of GPT-2's vocabulary size
+    (the weights are random: none are stored here, and none are downloaded)."""
+    real = shared_data / "gpt2"
+    if not (real / "vocab.json").is_file():
+        pytest.skip("no GPT-2 tokenizer files in ../shared/data/gpt2")
+    save_random_gpt2(tmp_path, vocab_size=50257, d=16)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(real / name, tmp_path / name)
+    config, _, tokenizer = gpt2.load(tmp_path)
+    assert tokenizer.vocab_size == config.vocab_size == 50257
+    assert tokenizer.encode("Hello world") == [15496, 995]  # GPT-2's ids
+    save_random_gpt2(tmp_path, vocab_size=VOCAB)  # same files, a 100-token model
+    with pytest.raises(ValueError, match="do not belong together"):
+        gpt2.load(tmp_path)
+
+
+def edit_config(folder: Path, **changes) -> None:
+    path = folder / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**config, **changes}), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"model_type": "llama"}, "model_type='llama'"),
+        ({"activation_function": "relu"}, "activation_function is 'relu'"),
+        ({"layer_norm_epsilon": 1e-6}, "layer_norm_epsilon"),
+        ({"n_layer": 3}, "lack 'h.2.ln_1.weight'"),
+        ({"n_layer": 1}, "does not have"),
+        ({"n_embd": 32}, "shape"),
+        ({"scale_attn_by_inverse_layer_idx": True}, "scales attention"),
+    ],
+)
+def test_unknown_layouts_are_clear_errors(tmp_path: Path, changes: dict, message: str) -> None:
+    save_random_gpt2(tmp_path)
+    edit_config(tmp_path, **changes)
+    with pytest.raises(ValueError, match=message):
+        gpt2.load(tmp_path)
+
+
+def test_missing_files_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="never downloads"):
+        gpt2.load(tmp_path / "gpt2")  # a name, not a folder on disk: no download
+    with pytest.raises(ValueError, match="no config.json"):
+        gpt2.load(tmp_path)
+    save_random_gpt2(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match="has no model.safetensors"):
+        gpt2.load(tmp_path)
+
+
+def test_loaded_params_are_float32_jax_arrays(tmp_path: Path) -> None:
+    save_random_gpt2(tmp_path)
+    _, params, _ = gpt2.load(tmp_path)
+    leaves = jax.tree.leaves(params)
+    assert all(isinstance(x, jax.Array) and x.dtype == np.float32 for x in leaves)

@@ -1,0 +1,214 @@
+"""Training: the masked loss, a golden run, exact resume, checkpoints that fail loudly,
+divergence, and data parallelism giving the same loss as one device."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from minitf.chars import CharTokenizer
+from minitf.model import forward, init_params
+from minitf.tasks import addition, config_for, copy
+from minitf.train import (
+    TrainingDiverged,
+    load_checkpoint,
+    loss_fn,
+    save_checkpoint,
+    train,
+)
+
+TASK = addition(2)
+TINY = config_for(TASK, n_layer=1, n_head=2, d_model=32, d_mlp=64)
+init = jax.jit(init_params, static_argnums=0)
+
+
+def flat(tree) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def test_loss_counts_only_answer_tokens():
+    params = init(TINY, jax.random.key(0))
+    tokens, mask = TASK.batch(np.random.default_rng(0), 4)
+    loss, accuracy = jax.jit(loss_fn, static_argnums=3)(params, tokens, mask, TINY)
+    # reference: numpy log-softmax at the scored positions only
+    logits = np.asarray(jax.jit(forward, static_argnums=2)(params, tokens[:, :-1], TINY))
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))  # (B, T-1, V)
+    rows, cols = np.nonzero(mask[:, :-1])
+    assert len(rows) == 4 * TASK.answer_len
+    want = -logp[rows, cols, tokens[rows, cols + 1]].mean()
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+    assert 0.0 <= float(accuracy) <= 1.0
+
+
+# Golden run: produced by running this test's train(...) call once on a CPU (jax 0.10.2)
+# and pasting the final loss. Highest matmul precision so a GPU's TF32 can't move it.
+GOLDEN_LOSS_AFTER_50_STEPS = 1.6824613809585571
+
+
+def test_golden_run():
+    with jax.default_matmul_precision("highest"):
+        result = train(TINY, TASK, steps=50, batch_size=32, lr=3e-3, seed=1234, progress=False)
+    assert result.history["step"] == list(range(1, 51))
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    np.testing.assert_allclose(result.history["loss"][-1], GOLDEN_LOSS_AFTER_50_STEPS, rtol=1e-3)
+
+
+def interrupt_at(task, step: int):
+    """A copy of `task` whose batch() raises KeyboardInterrupt when asked for batch `step`."""
+    calls = {"n": 0}
+
+    def batch(rng, batch_size):
+        if calls["n"] == step:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return task.batch(rng, batch_size)
+
+    class Interrupting:
+        def __getattr__(self, name):
+            return batch if name == "batch" else getattr(task, name)
+
+    return Interrupting()
+
+
+def test_ctrl_c_saves_and_resume_is_bit_identical(tmp_path):
+    settings = dict(steps=12, batch_size=16, lr=3e-3, seed=5, progress=False)
+    straight = train(TINY, TASK, **settings)
+
+    first = train(TINY, interrupt_at(TASK, 5), **settings, out=tmp_path, checkpoint_every=4)
+    assert first.interrupted and first.step == 5
+    assert load_checkpoint(tmp_path / "checkpoint").step == 5
+    resumed = train(TINY, TASK, **settings, out=tmp_path, resume=True)
+    assert resumed.step == 12 and not resumed.interrupted
+
+    for a, b in zip(flat(straight.params), flat(resumed.params), strict=True):
+        np.testing.assert_array_equal(a, b)  # bit-identical, not merely close
+    for a, b in zip(flat(straight.opt_state), flat(resumed.opt_state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    metrics = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["history"]["step"] == list(range(1, 13))
+    assert metrics["history"]["loss"] == straight.history["loss"]
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+
+
+def test_resume_refuses_different_settings(tmp_path):
+    train(TINY, TASK, steps=2, batch_size=8, lr=1e-3, seed=0, progress=False, out=tmp_path)
+    with pytest.raises(ValueError, match="training settings"):
+        train(TINY, TASK, steps=2, batch_size=8, lr=2e-3, seed=0, progress=False,
+              out=tmp_path, resume=True)  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(TINY, TASK, steps=2, batch_size=8, lr=1e-3, progress=False,
+              out=tmp_path / "empty", resume=True)  # fmt: skip
+
+
+def test_checkpoint_round_trip(tmp_path):
+    params = init(TINY, jax.random.key(3))
+    tok = CharTokenizer("0123456789+=")
+    save_checkpoint(tmp_path / "ck", params, TINY, tok, 7, task={"name": "addition", "digits": 2},
+                    meta={"seed": 3})  # fmt: skip
+    ck = load_checkpoint(tmp_path / "ck")
+    assert (ck.config, ck.tokenizer, ck.step, ck.meta) == (TINY, tok, 7, {"seed": 3})
+    assert ck.task == {"name": "addition", "digits": 2} and ck.opt_state is None
+    for a, b in zip(flat(params), flat(ck.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    names = np.load(tmp_path / "ck" / "params.npz").files
+    assert "blocks.0.attn.w_qkv" in names and "embed" in names
+
+
+def test_failed_save_leaves_the_old_checkpoint_and_no_debris(tmp_path, monkeypatch):
+    params = init(TINY, jax.random.key(0))
+    save_checkpoint(tmp_path / "ck", params, TINY, None, 1)
+    real_savez = np.savez
+
+    def savez_then_fail(path, **arrays):
+        real_savez(path, **arrays)  # a partial folder now exists...
+        raise OSError("disk full")  # ...and then writing fails
+
+    monkeypatch.setattr("minitf.checkpoint.np.savez", savez_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path / "ck", params, TINY, None, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temp folder left
+    assert load_checkpoint(tmp_path / "ck").step == 1  # the old one is intact
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage_json", "foreign", "no_params",
+                                    "wrong_shape"])  # fmt: skip
+def test_damaged_checkpoints_give_clear_errors(tmp_path, damage):
+    folder = tmp_path / "ck"
+    save_checkpoint(folder, init(TINY, jax.random.key(0)), TINY, None, 1)
+    if damage == "truncate":
+        data = (folder / "params.npz").read_bytes()
+        (folder / "params.npz").write_bytes(data[: len(data) // 2])
+    elif damage == "garbage_json":
+        (folder / "config.json").write_bytes(b"\x00{not json")
+    elif damage == "foreign":
+        (folder / "config.json").write_text('{"model_type": "gpt2"}', encoding="utf-8")
+    elif damage == "no_params":
+        (folder / "params.npz").unlink()
+    elif damage == "wrong_shape":
+        description = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        description["config"]["d_model"] = 64
+        (folder / "config.json").write_text(json.dumps(description), encoding="utf-8")
+    with pytest.raises(ValueError, match="checkpoint|shape"):
+        load_checkpoint(folder)
+
+
+def test_missing_checkpoint_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "nothing")
+
+
+def test_divergence_stops_with_the_step_and_last_checkpoint(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"at step \d+; the last good checkpoint is") as e:
+        train(TINY, TASK, steps=20, batch_size=8, lr=1e30, warmup=1, clip=1e30, seed=0,
+              progress=False, out=tmp_path, checkpoint_every=1)  # fmt: skip
+    assert str(tmp_path / "checkpoint") in str(e.value)
+    assert isinstance(e.value, ValueError)
+
+
+def test_small_model_learns_copy():
+    task = copy(2)
+    config = config_for(task, n_layer=1, n_head=2, d_model=32, d_mlp=64)
+    result = train(config, task, steps=150, batch_size=64, lr=1e-2, seed=0, progress=False)
+    assert task.evaluate(result.params, config, n=200) >= 0.9
+
+
+PARALLEL_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    from minitf.tasks import addition, config_for
+    from minitf.train import train
+    task = addition(2)
+    config = config_for(task, n_layer=1, n_head=2, d_model=32, d_mlp=64)
+    try:
+        train(config, task, steps=2, batch_size=5, lr=3e-3, seed=0, progress=False)
+        odd = "accepted"
+    except ValueError as err:
+        odd = str(err)
+    r = train(config, task, steps=8, batch_size=16, lr=3e-3, seed=0, progress=False)
+    print(json.dumps({"devices": jax.device_count(), "loss": r.history["loss"], "odd": odd}))
+    """
+)
+
+
+def run_on_devices(n: int) -> dict:
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+           "JAX_PLATFORMS": "cpu"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", PARALLEL_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_two_devices_give_the_same_loss_as_one():
+    one, two = run_on_devices(1), run_on_devices(2)
+    assert (one["devices"], two["devices"]) == (1, 2)
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-5)
+    assert "divisible by the number of devices (2)" in two["odd"]
