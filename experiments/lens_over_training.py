@@ -1,8 +1,8 @@
 """Lens over training: at which layer does the answer appear, and how does that change as
 the model learns?
 
-Trains an addition model exactly as `minitf.train.train` does (same optimizer, schedule
-and batches), keeping a copy of the parameters every `--every` steps, then runs the
+Trains an addition model with `minitf.train.train`, keeping a copy of the parameters
+every `--every` steps, then runs the
 logit lens on each copy over a fixed set of held-out problems (the whole problem fed in,
 answer included, so every answer digit's prediction can be read). For each answer digit
 it reports the first layer whose lens puts the right digit on top, averaged over the
@@ -10,7 +10,7 @@ problems (L + 1, "never", where not even the output gets it), and plots it again
 training step. Then, for the trained model, it writes the other lens figures: a lens
 heatmap and a direct logit attribution for one problem, and logit vs tuned lens KL.
 
-`train` keeps only the latest checkpoint, so snapshots are taken here. Checkpoint
+`train(snapshot_every=...)` keeps the snapshots. Checkpoint
 folders of one run, if you have several, work too: `--checkpoints DIR [DIR ...]`.
 
     python experiments/lens_over_training.py                     # 3-digit, writes figures/
@@ -24,47 +24,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import jax
 import matplotlib.pyplot as plt
 import numpy as np
-from jax.sharding import Mesh
-from tqdm.auto import tqdm
 
 from minitf.attribution import direct_logit_attribution
 from minitf.checkpoint import load_checkpoint
-from minitf.lens import first_top1_layers, layer_names, logit_lens
-from minitf.model import Config, Params, init_params
+from minitf.lens import layer_names, lens_over_training, logit_lens
+from minitf.model import Config, Params
 from minitf.plots import plot_first_top1_layer
 from minitf.tasks import Task, addition, config_for, make_task
-from minitf.train import make_optimizer, make_train_step
+from minitf.train import train
 from minitf.tuned_lens import plot_lens_comparison, train_tuned_lens
 
 FIGURES = Path(__file__).resolve().parents[1] / "figures"
-
-
-def train_with_snapshots(
-    config: Config,
-    task: Task,
-    *,
-    steps: int,
-    every: int,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-) -> list[tuple[int, Params]]:
-    """`train`'s loop with its defaults (warmup 5%, weight decay 0.1, clip 1.0), keeping
-    (step, params) at step 0 and every `every` steps."""
-    optimizer = make_optimizer(lr, steps, warmup=max(1, steps // 20), weight_decay=0.1, clip=1.0)
-    step_fn = make_train_step(config, optimizer, Mesh(np.array(jax.devices()), ("batch",)))
-    params = init_params(config, jax.random.key(seed))
-    opt_state = optimizer.init(params)
-    snapshots = [(0, jax.device_get(params))]
-    for i in tqdm(range(steps), desc="train with snapshots"):
-        tokens, loss_mask = task.batch(np.random.default_rng([seed, i]), batch_size)  # (B, T)
-        params, opt_state, _, _ = step_fn(params, opt_state, tokens, loss_mask)
-        if (i + 1) % every == 0 or i + 1 == steps:
-            snapshots.append((i + 1, jax.device_get(params)))
-    return snapshots
 
 
 def load_snapshots(folders: list[Path]) -> tuple[list[tuple[int, Params]], Config, Task]:
@@ -76,21 +48,6 @@ def load_snapshots(folders: list[Path]) -> tuple[list[tuple[int, Params]], Confi
     if not first.task:
         raise ValueError(f"{folders[0]} records no task, so there are no answers to look for")
     return [(c.step, c.params) for c in checkpoints], first.config, make_task(**first.task)
-
-
-def lens_over_training(
-    snapshots: list[tuple[int, Params]], config: Config, task: Task, *, n: int = 200, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """First top-1 layer of every answer digit, per snapshot and problem.
-
-    -> steps (C,), first (C, n, A): a layer 0..L, or L + 1 where never top-1.
-    """
-    prompts, answers = task.problems(np.random.default_rng(seed), n, "test")  # (n, P), (n, A)
-    tokens = np.concatenate([prompts, answers], axis=1)  # (n, T)
-    positions = np.arange(task.prompt_len - 1, task.seq_len - 1)  # (A,): where each is predicted
-    steps = np.array([step for step, _ in snapshots])  # (C,)
-    first = np.stack([first_top1_layers(p, config, tokens, positions) for _, p in snapshots])
-    return steps, first  # (C,), (C, n, A)
 
 
 def write_lens_views(params: Params, config: Config, task: Task, folder: Path, seed: int = 0):
@@ -129,9 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         task = addition(args.digits)
         # the demo's model: 2 layers, 4 heads, d_model 128 (minitf.cli.TRAIN_DEFAULTS)
         config = config_for(task, n_layer=2, n_head=4, d_model=128, d_mlp=512)
-        snapshots = train_with_snapshots(
-            config, task, steps=args.steps, every=args.every, seed=args.seed
-        )
+        snapshots = train(config, task, steps=args.steps, lr=1e-3, seed=args.seed,
+                          snapshot_every=args.every).snapshots
     steps, first = lens_over_training(snapshots, config, task, n=args.n, seed=args.seed)
     mean_first = first.mean(axis=1)  # (C, A): mean over problems
 

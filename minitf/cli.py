@@ -261,22 +261,6 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 # --- minitf demo | train | eval | sample --------------------------------------------------
 
-# Per-task defaults, in one place: the model's size and how long to train. Each finishes
-# on a 2-core laptop CPU; README states the numbers to expect.
-TRAIN_DEFAULTS: dict[str, dict] = {
-    "addition": {"model": {"n_layer": 2, "n_head": 4, "d_model": 64, "d_mlp": 256},
-                 "steps": 1500, "batch_size": 128, "lr": 3e-3},
-    "modular_addition": {"model": {"n_layer": 1, "n_head": 4, "d_model": 128, "d_mlp": 512},
-                         "steps": 3000, "batch_size": 128, "lr": 1e-3, "weight_decay": 1.0},
-    "count_letters": {"model": {"n_layer": 2, "n_head": 4, "d_model": 128, "d_mlp": 512},
-                      "steps": 2000, "batch_size": 128, "lr": 1e-3},
-    "copy": {"model": {"n_layer": 2, "n_head": 4, "d_model": 64, "d_mlp": 256},
-             "steps": 600, "batch_size": 128, "lr": 3e-3},
-    "reverse": {"model": {"n_layer": 2, "n_head": 4, "d_model": 64, "d_mlp": 256},
-                "steps": 800, "batch_size": 128, "lr": 3e-3},
-    "sort": {"model": {"n_layer": 2, "n_head": 4, "d_model": 64, "d_mlp": 256},
-             "steps": 1500, "batch_size": 128, "lr": 3e-3},
-}  # fmt: skip
 # the demo: 3-digit addition, answer written most-significant digit first as people do
 DEMO_TASK = {"name": "addition", "digits": 3, "reverse_answer": False}
 # which task options each task takes (argparse dest -> the task's keyword)
@@ -359,14 +343,11 @@ def _run(args: argparse.Namespace, task_spec: dict, *, resume: bool = False) -> 
     """Train with the task's defaults overridden by the command line; evaluate; report."""
     import json
 
-    from minitf.tasks import config_for, make_task
+    from minitf.tasks import config_for, make_task, train_defaults
     from minitf.train import train
 
     task = make_task(**task_spec)
-    defaults = dict(TRAIN_DEFAULTS[task.name])
-    if task.name == "addition" and task.spec["digits"] > 3:
-        # every extra digit adds a longer carry chain to learn: train longer
-        defaults["steps"] += 1250 * (task.spec["digits"] - 3)
+    defaults = train_defaults(task)
     def chosen(name: str, default):  # the command line's value, else the task's default
         return default if getattr(args, name) is None else getattr(args, name)
 

@@ -99,6 +99,46 @@ def gpt2_dir() -> Path | None:
     return None
 
 
+def cache_dir() -> Path:
+    """Where lessons keep the models they train: `$MINITF_CACHE`, else ~/.cache/minitf."""
+    folder = Path(os.environ.get("MINITF_CACHE", Path.home() / ".cache" / "minitf"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def trained_model(task_name: str = "addition", *, steps: int | None = None, seed: int = 0,
+                  **task_options) -> tuple[dict, object, object]:
+    """A model trained on a toy task with `minitf train`'s defaults -> (params, config, task).
+
+    Trained once, then loaded from `cache_dir()`, so lessons that study the same model
+    (3, 8, 9) don't each train it. Quick mode trains for half the default steps unless
+    `steps` is given. Delete the cache folder to retrain.
+    """
+    import jax
+
+    from minitf.checkpoint import load_checkpoint
+    from minitf.tasks import config_for, make_task, train_defaults
+    from minitf.train import train
+
+    task = make_task(task_name, **task_options)
+    defaults = train_defaults(task)
+    if steps is None:
+        steps = defaults["steps"] // 2 if quick_mode() else defaults["steps"]
+    config = config_for(task, **defaults["model"])
+    spec = "-".join(f"{k}{v}" for k, v in sorted(task.spec.items()))
+    folder = cache_dir() / f"{task.name}-{spec}-steps{steps}-seed{seed}"
+    checkpoint = folder / "checkpoint"
+    if (checkpoint / "config.json").is_file():
+        saved = load_checkpoint(checkpoint)
+        if saved.config == config and saved.step == steps:
+            return saved.params, config, task
+    print(f"training {task.name} {task.spec} for {steps} steps (once; cached in {folder})")
+    result = train(config, task, steps=steps, batch_size=defaults["batch_size"],
+                   lr=defaults["lr"], weight_decay=defaults.get("weight_decay", 0.1),
+                   seed=seed, out=folder, progress=False)  # fmt: skip
+    return jax.device_get(result.params), config, task  # host arrays, like a checkpoint
+
+
 # --- student and solution versions -----------------------------------------------------
 
 _DEF = re.compile(r"^\s*(?:async\s+)?def\s+(\w+)")

@@ -299,3 +299,19 @@ def first_top1_layers(params: Params, config: Config, tokens, positions) -> np.n
     never = config.n_layer + 1
     first = jnp.where(on_top.any(axis=0), jnp.argmax(on_top, axis=0), never)  # (N, A)
     return np.asarray(first)
+
+
+def lens_over_training(
+    snapshots: list[tuple[int, Params]], config: Config, task: Any, *, n: int = 200, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """First top-1 layer of every answer digit, per snapshot and problem (lens over training;
+    snapshots from `train(snapshot_every=...)`, lesson 8).
+
+    -> steps (C,), first (C, n, A): a layer 0..L, or L + 1 where never top-1.
+    """
+    prompts, answers = task.problems(np.random.default_rng(seed), n, "test")  # (n, P), (n, A)
+    tokens = np.concatenate([prompts, answers], axis=1)  # (n, T)
+    positions = np.arange(task.prompt_len - 1, task.seq_len - 1)  # (A,): where each is predicted
+    steps = np.array([step for step, _ in snapshots])  # (C,)
+    first = np.stack([first_top1_layers(p, config, tokens, positions) for _, p in snapshots])
+    return steps, first  # (C,), (C, n, A)

@@ -215,7 +215,8 @@ def _forward_one(params: Params, tokens: jax.Array, config: Config) -> tuple[jax
     """One sequence through the model. [T] int -> logits [T, V] and an activation dict."""
     T = tokens.shape[0]
     acts = {}
-    resid = params["embed"][tokens] + params["pos_embed"][:T]  # (T, D)
+    # jnp.take (not embed[tokens]) also works when params are plain numpy arrays
+    resid = jnp.take(params["embed"], tokens, axis=0) + params["pos_embed"][:T]  # (T, D)
     mask = causal_mask(T)  # (T, T)
     for layer, block in enumerate(params["blocks"]):
         name = f"blocks.{layer}"

@@ -111,7 +111,7 @@ def _forward_with_cache_one(
     T = tokens.shape[0]
     S = cache[0]["k"].shape[0]
     positions = pos + jnp.arange(T)  # (T,)
-    resid = params["embed"][tokens] + params["pos_embed"][positions]  # (T, D)
+    resid = jnp.take(params["embed"], tokens, axis=0) + params["pos_embed"][positions]  # (T, D)
     # the causal mask, shifted: the query at position p sees cache slots 0..p, which hold
     # the earlier tokens and itself, and never the empty slots after it
     mask = jnp.arange(S)[None, :] <= positions[:, None]  # (T, S)

@@ -137,6 +137,35 @@ def _check_config(task: Task, config: Config) -> None:
         )
 
 
+# Per-task defaults, in one place: the model's size and how long to train. Each finishes
+# on a 2-core laptop CPU; README states the numbers to expect.
+TRAIN_DEFAULTS: dict[str, dict] = {
+    "addition": {"model": {"n_layer": 2, "n_head": 4, "d_model": 64, "d_mlp": 256},
+                 "steps": 1500, "batch_size": 128, "lr": 3e-3},
+    "modular_addition": {"model": {"n_layer": 1, "n_head": 4, "d_model": 128, "d_mlp": 512},
+                         "steps": 3000, "batch_size": 128, "lr": 1e-3, "weight_decay": 1.0},
+    "count_letters": {"model": {"n_layer": 2, "n_head": 4, "d_model": 128, "d_mlp": 512},
+                      "steps": 2000, "batch_size": 128, "lr": 1e-3},
+    "copy": {"model": {"n_layer": 2, "n_head": 4, "d_model": 64, "d_mlp": 256},
+             "steps": 600, "batch_size": 128, "lr": 3e-3},
+    "reverse": {"model": {"n_layer": 2, "n_head": 4, "d_model": 64, "d_mlp": 256},
+                "steps": 800, "batch_size": 128, "lr": 3e-3},
+    "sort": {"model": {"n_layer": 2, "n_head": 4, "d_model": 64, "d_mlp": 256},
+             "steps": 1500, "batch_size": 128, "lr": 3e-3},
+}  # fmt: skip
+
+
+def train_defaults(task: Task) -> dict:
+    """The model size and training settings `minitf train` uses for a task (a fresh copy):
+    {"model": {...Config fields}, "steps", "batch_size", "lr", maybe "weight_decay"}."""
+    defaults = {**TRAIN_DEFAULTS[task.name]}
+    defaults["model"] = dict(defaults["model"])
+    if task.name == "addition" and task.spec["digits"] > 3:
+        # every extra digit adds a longer carry chain to learn: train longer
+        defaults["steps"] += 1250 * (task.spec["digits"] - 3)
+    return defaults
+
+
 def config_for(task: Task, **fields) -> Config:
     """A model Config sized for a task's vocabulary and sequence length, plus any fields."""
     return Config(vocab_size=task.tokenizer.vocab_size, max_len=task.seq_len, **fields)

@@ -79,6 +79,9 @@ class TrainResult:
     step: int  # steps done in total (counting those before a resume)
     interrupted: bool = False  # True when Ctrl-C stopped the run early
     checkpoint: Path | None = None  # the last checkpoint written, if any
+    snapshots: list[tuple[int, Params]] = dataclasses.field(default_factory=list)
+    # (step, params on the host) at step 0 and every `snapshot_every` steps, for
+    # "lens over training" (lesson 8); empty unless snapshot_every > 0
 
 
 # --- the loss and one step ----------------------------------------------------------------
@@ -186,13 +189,16 @@ def train(
     out: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
+    snapshot_every: int = 0,
 ) -> TrainResult:
     """Train a fresh model (or resume one from `out`) on a task; returns a TrainResult.
 
     warmup defaults to 5% of the steps. eval_every > 0 measures exact match on eval_n
     held-out problems that often. With `out`, writes out/checkpoint/ every
     checkpoint_every steps (0: only at the end), metrics.json and loss.png.
-    Ctrl-C saves a checkpoint and returns with `interrupted=True`.
+    Ctrl-C saves a checkpoint and returns with `interrupted=True`. snapshot_every > 0
+    keeps a host copy of the parameters that often in `TrainResult.snapshots`.
+    Lesson 6 walks through it.
     """
     _check_settings(config, task, steps, batch_size, lr, out, resume)
     warmup = max(1, steps // 20) if warmup is None else warmup
@@ -229,6 +235,7 @@ def train(
         return path
 
     last_checkpoint: Path | None = None
+    snapshots = [(start, jax.device_get(_local(params)))] if snapshot_every > 0 else []
     done, interrupted = start, False
     t_start = time.perf_counter()
     bar = tqdm(total=steps, initial=start, disable=not progress, desc=f"train {task.name}")
@@ -258,6 +265,8 @@ def train(
             if eval_every and (done % eval_every == 0 or done == steps):
                 history["eval_step"].append(done)
                 history["exact_match"].append(task.evaluate(_local(params), config, n=eval_n))
+            if snapshot_every > 0 and (done % snapshot_every == 0 or done == steps):
+                snapshots.append((done, jax.device_get(_local(params))))
             bar.update(1)
             bar.set_postfix(_postfix(history))
             if out is not None and checkpoint_every and done % checkpoint_every == 0:
@@ -276,7 +285,7 @@ def train(
         where = f"; checkpoint saved to {last_checkpoint}" if last_checkpoint else ""
         tqdm.write(f"interrupted after step {done}{where}")
     return TrainResult(params, opt_state, history, time.perf_counter() - t_start, done,
-                       interrupted, last_checkpoint)  # fmt: skip
+                       interrupted, last_checkpoint, snapshots)  # fmt: skip
 
 
 HISTORY_KEYS = ("step", "loss", "accuracy", "step_time", "eval_step", "exact_match")
