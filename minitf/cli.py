@@ -555,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the `minitf` command; returns the exit code (0 ok, 2 bad input)."""
+    setup_jax()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -565,6 +566,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("minitf: interrupted", file=sys.stderr)
         return 130
+
+
+def setup_jax() -> None:
+    """Before jax starts: one XLA host device per CPU core (so training uses every core,
+    see minitf/devices.py) and a compilation cache on disk, so a second run of the same
+    command skips most of the JIT compilation. A user's own settings win."""
+    import os
+
+    from minitf.devices import configure_cpu_devices
+
+    configure_cpu_devices()
+    import jax
+
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        jax.config.update("jax_compilation_cache_dir", str(Path.home() / ".cache/minitf/jax"))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,11 @@ uninterrupted run sees and ends with bit-identical parameters.
 Data parallel: the batch is split across `jax.devices()` along a one-axis mesh named
 "batch" and the parameters are replicated; the `jax.jit` step is written as if for one
 device, and XLA inserts the all-reduce that averages the gradients. On one CPU the mesh
-has one device and nothing changes. Try two host devices on a laptop with
-`XLA_FLAGS=--xla_force_host_platform_device_count=2` (set before jax is imported).
+has one device and nothing changes. XLA:CPU runs a small model's matrix products on
+one core, so the `minitf` command asks for one host device per core
+(`minitf.devices.configure_cpu_devices`, i.e.
+`XLA_FLAGS=--xla_force_host_platform_device_count=2` on 2 cores, set before jax is
+imported) and the same data-parallel step puts every core to work.
 
 Several hosts: start the same script on every host with
 
@@ -57,6 +60,7 @@ __all__ = [
     "save_checkpoint",
     "loss_fn",
     "make_optimizer",
+    "data_mesh",
     "make_train_step",
     "train",
 ]
@@ -147,6 +151,17 @@ def make_train_step(config: Config, optimizer: optax.GradientTransformation, mes
     )
 
 
+def data_mesh(batch_size: int) -> Mesh:
+    """A one-axis mesh ("batch") over the devices that share each batch: all of them, or,
+    on one host, the most that split `batch_size` evenly (a batch of 5 on 2 CPU devices
+    runs on one device rather than failing)."""
+    devices = jax.devices()
+    if jax.process_count() == 1:
+        n = max(k for k in range(1, len(devices) + 1) if batch_size % k == 0)
+        devices = devices[:n]
+    return Mesh(np.array(devices), ("batch",))
+
+
 # jit: one compiled program instead of dozens of small eager ones (seconds on a CPU)
 _init_params = jax.jit(init_params, static_argnums=0)
 
@@ -205,7 +220,7 @@ def train(
     out = Path(out) if out is not None else None
     writer = jax.process_index() == 0  # on several hosts only the first one writes files
 
-    mesh = Mesh(np.array(jax.devices()), ("batch",))
+    mesh = data_mesh(batch_size)
     replicated = NamedSharding(mesh, PartitionSpec())
     split = NamedSharding(mesh, PartitionSpec("batch"))
     optimizer, step_fn = _optimizer_and_step(config, lr, steps, warmup, weight_decay, clip, mesh)
@@ -315,7 +330,7 @@ def _check_settings(config, task, steps, batch_size, lr, out, resume) -> None:
             f"steps, batch_size and lr must be positive; got {steps}, {batch_size}, {lr}"
         )
     n_devices = jax.device_count()
-    if batch_size % n_devices:
+    if jax.process_count() > 1 and batch_size % n_devices:
         raise ValueError(
             f"batch_size ({batch_size}) must be divisible by the number of devices "
             f"({n_devices}) so each gets an equal slice; try batch_size="

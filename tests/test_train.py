@@ -211,4 +211,30 @@ def test_two_devices_give_the_same_loss_as_one():
     one, two = run_on_devices(1), run_on_devices(2)
     assert (one["devices"], two["devices"]) == (1, 2)
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-5)
-    assert "divisible by the number of devices (2)" in two["odd"]
+    assert two["odd"] == "accepted"  # a batch of 5 runs on one of the two devices
+
+
+def test_snapshots_are_kept_and_the_lens_reads_them():
+    from minitf.lens import lens_over_training
+
+    result = train(TINY, TASK, steps=6, batch_size=8, lr=3e-3, seed=0, progress=False,
+                   snapshot_every=4)  # fmt: skip
+    assert [step for step, _ in result.snapshots] == [0, 4, 6]
+    for last, final in zip(flat(result.snapshots[-1][1]), flat(result.params), strict=True):
+        np.testing.assert_array_equal(last, final)
+    assert not np.array_equal(result.snapshots[0][1]["embed"], result.params["embed"])
+    steps, first = lens_over_training(result.snapshots, TINY, TASK, n=5)
+    assert steps.tolist() == [0, 4, 6]
+    assert first.shape == (3, 5, TASK.answer_len)
+    assert first.min() >= 0 and first.max() <= TINY.n_layer + 1
+
+
+def test_the_cli_uses_one_device_per_core():
+    script = "from minitf.cli import setup_jax; setup_jax(); import jax; print(jax.device_count())"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    done = subprocess.run([sys.executable, "-c", script], env={**env, "JAX_PLATFORMS": "cpu"},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    from minitf.devices import cpu_count
+
+    assert int(done.stdout.split()[-1]) == cpu_count()
