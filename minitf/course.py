@@ -48,7 +48,11 @@ def quick_mode() -> bool:
 
 def lessons_dir() -> Path:
     """The folder of lesson sources: `$MINITF_LESSONS_DIR`, else `lessons/` in the checkout."""
-    folder = Path(os.environ.get("MINITF_LESSONS_DIR", REPO_ROOT / "lessons"))
+    # a checkout (editable install) has lessons/ beside minitf/; a wheel has minitf/lessons/
+    default = REPO_ROOT / "lessons"
+    if not default.is_dir():
+        default = Path(__file__).resolve().parent / "lessons"
+    folder = Path(os.environ.get("MINITF_LESSONS_DIR", default))
     if not folder.is_dir():
         raise FileNotFoundError(
             f"no lessons folder at {folder}; install minitf from a checkout "
