@@ -411,8 +411,40 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     lens = logit_lens(params, config, tokens, tokenizer=task.tokenizer)
     print(f"\nlogit lens at '=' of {decode(tokens)}: what each layer would predict next")
     print(lens.table(position=task.prompt_len - 1))
+    if args.out is not None:
+        _demo_figures(args.out, params, config, task, tokens, lens)
     print(f"\ndone in {time.perf_counter() - start:.0f} s")
     return 0
+
+
+def _demo_figures(out: Path, params, config, task, tokens, lens) -> None:
+    """The demo model's pictures: lens heatmap, attention per head, embedding map."""
+    import jax
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from minitf.model import forward, init_params
+    from minitf.plots import plot_attention, plot_embeddings_pca
+
+    labels = [task.tokenizer.decode([int(t)]) for t in tokens]
+    _, acts = forward(params, np.asarray(tokens)[None], config, cache=True)
+    patterns = np.stack([acts[f"blocks.{layer}.attn_pattern"][0]
+                         for layer in range(config.n_layer)])  # (L, H, T, T)
+    untrained = jax.jit(init_params, static_argnums=0)(config, jax.random.key(0))
+    vocab = [task.tokenizer.decode([i]) for i in range(task.tokenizer.vocab_size)]
+    figures = {
+        "lens_heatmap.png": lambda path: lens.plot(path),
+        "attention.png": lambda path: plot_attention(patterns, labels, path),
+        "embeddings.png": lambda path: plot_embeddings_pca(
+            {"untrained": np.asarray(untrained["embed"])[: len(vocab)],
+             "trained": np.asarray(params["embed"])[: len(vocab)]}, vocab, path),
+    }  # fmt: skip
+    for name, draw in figures.items():
+        plt.close(draw(out / name))
+    print(f"wrote {out}/: {', '.join(figures)}")
 
 
 def _task_spec(args: argparse.Namespace) -> dict:

@@ -79,3 +79,18 @@ def test_argparse_errors_exit_2(argv, capsys):
         main(argv)
     assert e.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_demo_writes_everything_it_promises(tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--steps", "30", "--eval-n", "40", "--out", str(out), "--no-progress", *TINY]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "exact match on 40 held-out problems" in printed
+    assert "logit lens at '='" in printed and "->" in printed  # samples and the lens table
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["n"] == 40 and 0.0 <= metrics["exact_match"] <= 1.0
+    assert metrics["train_seconds"] > 0
+    for name in ("checkpoint/params.npz", "loss.png", "lens_heatmap.png", "attention.png",
+                 "embeddings.png"):
+        assert (out / name).is_file(), f"the demo did not write {name}"
