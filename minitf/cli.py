@@ -604,15 +604,10 @@ def setup_jax() -> None:
     """Before jax starts: one XLA host device per CPU core (so training uses every core,
     see minitf/devices.py) and a compilation cache on disk, so a second run of the same
     command skips most of the JIT compilation. A user's own settings win."""
-    import os
-
-    from minitf.devices import configure_cpu_devices
+    from minitf.devices import configure_cpu_devices, enable_compilation_cache
 
     configure_cpu_devices()
-    import jax
-
-    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-        jax.config.update("jax_compilation_cache_dir", str(Path.home() / ".cache/minitf/jax"))
+    enable_compilation_cache()
 
 
 if __name__ == "__main__":

@@ -322,8 +322,13 @@ DPI = 100  # ...and resolution, so regenerated figures diff cleanly
 
 
 def setup_matplotlib() -> None:
-    """Draw off-screen (Agg) when run as a script; leave a notebook's inline backend alone."""
+    """Draw off-screen (Agg) when run as a script; leave a notebook's inline backend alone.
+    Also keeps JAX's compiled code on disk, so a lesson's second run starts faster."""
     import matplotlib
+
+    from minitf.devices import enable_compilation_cache
+
+    enable_compilation_cache()
 
     if "ipykernel" not in sys.modules:
         matplotlib.use("Agg")

@@ -1,4 +1,4 @@
-"""Use every CPU core for training: one XLA host device per core.
+"""Use every CPU core for training: one XLA host device per core; keep compiled code.
 
 XLA:CPU runs most of a small model's matrix products on one core, so a 2-core laptop
 trains at about half speed. Splitting the batch over several *host devices* — the same
@@ -42,3 +42,13 @@ def configure_cpu_devices(n: int | None = None) -> int | None:
         return None
     os.environ["XLA_FLAGS"] = f"{FLAG}={n}"
     return n
+
+
+def enable_compilation_cache() -> None:
+    """Keep XLA's compiled programs on disk (~/.cache/minitf/jax), so the second run of a
+    command or lesson skips most JIT compilation. A user's JAX_COMPILATION_CACHE_DIR wins."""
+    import jax
+
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        folder = os.path.join(os.path.expanduser("~"), ".cache", "minitf", "jax")
+        jax.config.update("jax_compilation_cache_dir", folder)

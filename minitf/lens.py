@@ -107,7 +107,7 @@ def layer_names(n_layer: int) -> list[str]:
 
 @dataclasses.dataclass
 class LensResult:
-    """The lens's predictions for one sequence, layer by layer.
+    """The lens's predictions for one sequence, layer by layer (lesson 8).
 
     `log_probs[l, t]` is the log-distribution over the token after position t, read off
     the residual stream after the first l blocks (l = 0: the embeddings alone).
@@ -233,7 +233,7 @@ def residuals(params: Params, tokens: jax.Array, config: Config) -> jax.Array:
 def lens_log_probs(
     params: Params, tokens: jax.Array, config: Config, tuned: TunedLens | None = None
 ) -> jax.Array:
-    """The lens for a batch: [B, T] int tokens -> log_probs [L+1, B, T, V].
+    """The lens for a batch: [B, T] int tokens -> log_probs [L+1, B, T, V]. Lesson 8.
 
     Each layer's residual (translated by `tuned` if given) goes through the model's own
     final norm and unembedding: the readout the model applies to its last residual.
@@ -256,7 +256,7 @@ def logit_lens(
 
     [T] int tokens -> LensResult with log_probs [L+1, T, V]. With `tuned`, each layer's
     residual first goes through that layer's learned translator (see `minitf.tuned_lens`).
-    `tokenizer` is only used to display tokens.
+    `tokenizer` is only used to display tokens. Lesson 8 explains it.
     """
     tokens = jnp.asarray(tokens)
     if tokens.ndim != 1:
@@ -280,6 +280,7 @@ def first_top1_layers(params: Params, config: Config, tokens, positions) -> np.n
 
     [N, T] int tokens (teacher-forced: the whole problem, answer included), positions
     (A,) -> [N, A] int, a row index 0..L, or L + 1 where not even the output gets it right.
+    Lesson 8.
     """
     tokens = jnp.asarray(tokens)
     positions = np.asarray(positions)  # (A,)

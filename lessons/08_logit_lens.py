@@ -1,0 +1,343 @@
+# %% [markdown]
+# # Lesson 8: The logit lens
+#
+# **Goal:** read the addition model's prediction off the residual stream after every
+# layer, and watch the answer form: layer by layer, through a learned translator (the
+# tuned lens), and over the course of training.
+#
+# The model reads its prediction off the *last* residual: final layer norm, then the
+# unembedding. Nothing stops us from applying that same readout to the residual after
+# block 0, or to the embeddings alone, and asking "what would the model say if it
+# stopped here?" That is the *logit lens*; see *logit lens*, *tuned lens*, *KL
+# divergence* and *teacher forcing* in the [glossary](../docs/glossary.md).
+
+# %%
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+from minitf import course, model
+from minitf.course_check import check_here
+from minitf.lens import layer_names, lens_log_probs, lens_over_training, logit_lens
+from minitf.plots import plot_first_top1_layer
+from minitf.tasks import train_defaults
+from minitf.train import train
+from minitf.tuned_lens import lens_kl_per_layer, plot_lens_comparison, train_tuned_lens
+
+course.setup_matplotlib()
+QUICK = course.quick_mode()
+N_PROBLEMS = 200 if QUICK else 500  # held-out problems for the statistics
+TUNED_STEPS = 100 if QUICK else 300  # training steps of the tuned lens
+# lens over training: quick mode runs a short version with smaller batches
+LOT_STEPS, LOT_EVERY, LOT_BATCH = (200, 25, 64) if QUICK else (1500, 150, 128)
+
+# %% [markdown]
+# ## The model we look into
+#
+# The demo's model: 3-digit addition (`123+045=0168`), 2 blocks, 4 heads, `d_model` 64,
+# trained with `minitf train`'s defaults. `course.trained_model()` trains it once and
+# then loads it from a cache (quick mode: half the steps; it still solves the task).
+
+# %%
+params, config, task = course.trained_model()
+P, A = task.prompt_len, task.answer_len  # 8 prompt tokens "123+045=", 4 answer digits
+exact = task.evaluate(params, config, n=500)
+print(f"{config.n_layer} blocks, exact match on held-out problems: {exact:.1%}")
+
+# %% [markdown]
+# ## The lens on one problem
+#
+# We feed the whole problem, answer included (*teacher forcing*): the prediction *at*
+# position `t` is the model's guess for the token at `t + 1`. So the answer's first digit
+# is predicted at the `=` (position `P - 1`), the second at the first answer digit, and so
+# on. `logit_lens` returns log-probabilities of shape `(L + 1, T, V)`: row 0 reads the
+# embeddings, row `l` the residual after `l` blocks, the last row is the model's output.
+
+# %%
+prompts, answers = task.problems(np.random.default_rng(1), 1, "test")  # (1, P), (1, A)
+tokens = np.concatenate([prompts[0], answers[0]])  # (T,): one held-out problem
+text = task.tokenizer.decode(tokens)
+lens = logit_lens(params, config, tokens, tokenizer=task.tokenizer)
+print("problem:", text, " lens rows:", lens.log_probs.shape)
+for i in range(A):
+    print(lens.table(position=P - 1 + i, k=3), "\n")
+
+# %% [markdown]
+# ### Exercise 1: `logit_lens_row`
+# Write the lens's readout for residual vectors of any leading shape: the final layer
+# norm (`model.layer_norm` with `params["ln_final"]`), then the unembedding
+# (`model.unembed_matrix(params, config)`, shape `(V, D)`: logits are `x @ W_U.T`), then
+# `jax.nn.log_softmax` over the vocabulary. This is all the logit lens is.
+
+# %%
+def logit_lens_row(resid: jax.Array, params: dict, config: model.Config) -> jax.Array:
+    """The lens's log-probabilities for residual vectors. [..., D] -> [..., V]"""
+    ### BEGIN SOLUTION
+    normed = model.layer_norm(resid, params["ln_final"])  # (..., D)
+    logits = normed @ model.unembed_matrix(params, config).T  # (..., V)
+    return jax.nn.log_softmax(logits, axis=-1)  # (..., V)
+    ### END SOLUTION
+
+
+# %%
+check_here(8, globals(), "logit_lens_row")
+
+# %% [markdown]
+# The last row is the model: applied to the final residual, the readout *is* the
+# model's output, so the lens's last row must equal `log_softmax` of `forward`'s logits.
+
+# %%
+forward = jax.jit(model.forward, static_argnames="config")  # compiled once, not op by op
+logits = forward(params, jnp.asarray(tokens)[None], config)[0]  # (T, V)
+last_row_diff = float(np.abs(lens.log_probs[-1] - jax.nn.log_softmax(logits)).max())
+print(f"last lens row vs the model's log-probs: max difference {last_row_diff:.1e}")
+
+fig = lens.plot(title=f"Logit lens on {text}: each cell is the top guess for the next token")
+course.save_figure(fig, "08_lens_heatmap.png")
+plt.close(fig)
+
+# %% [markdown]
+# ## The rank of the right digit, layer by layer
+#
+# A heatmap shows the top token; the *rank* of the right one says how far off a layer
+# is: 0 means it is on top, 1 that one token beats it, and so on.
+#
+# ### Exercise 2: `rank_of`
+# Given log-probs `(..., V)` and a token id, return for every row the number of tokens
+# that are *strictly* likelier than that token (so tied tokens share a rank), as ints.
+
+# %%
+def rank_of(log_probs: jax.Array, token_id: int) -> jax.Array:
+    """Rank of `token_id` in each distribution: 0 = most likely. [..., V] -> [...] int"""
+    ### BEGIN SOLUTION
+    target = log_probs[..., token_id, None]  # (..., 1)
+    return (log_probs > target).sum(axis=-1)  # (...)
+    ### END SOLUTION
+
+
+# %%
+check_here(8, globals(), "rank_of")
+
+# %%
+names = layer_names(config.n_layer)
+digit_names = ["thousands", "hundreds", "tens", "units"][-A:]  # the answer's places
+print(f"{text}: rank (probability) of the right answer digit, per row of the lens")
+print(f"{'row':9}" + "".join(f"{d:>14}" for d in digit_names))
+for row, name in enumerate(names):
+    cells = [f"{lens.rank(int(answers[0, i]), P - 1 + i)[row]} "
+             f"({lens.prob(int(answers[0, i]), P - 1 + i)[row]:.0%})" for i in range(A)]
+    print(f"{name:9}" + "".join(f"{c:>14}" for c in cells))
+first_rows = [lens.first_top1_layer(int(answers[0, i]), P - 1 + i) for i in range(A)]
+print("first row with the right digit on top:", dict(zip(digit_names, first_rows, strict=True)))
+
+# %% [markdown]
+# ## How far is each layer from the final answer? KL to final
+#
+# Rank looks at one token. The KL divergence `KL(final || layer)` compares whole
+# distributions: how many extra nats it costs, on average, to code the model's real
+# predictions with this layer's. It is 0 for the last row by definition.
+#
+# ### Exercise 3: `kl_to_final`
+# Given lens log-probs `(L + 1, ..., V)` whose last row is the model's output, return
+# `KL(final || layer)` for every row, shape `(L + 1, ...)`:
+# `sum_v p_final(v) * (log p_final(v) - log p_layer(v))`.
+
+# %%
+def kl_to_final(log_probs: jax.Array) -> jax.Array:
+    """KL(final || layer) in nats for every row. [L+1, ..., V] -> [L+1, ...]"""
+    ### BEGIN SOLUTION
+    final = log_probs[-1:]  # (1, ..., V)
+    return (jnp.exp(final) * (final - log_probs)).sum(axis=-1)  # (L+1, ...)
+    ### END SOLUTION
+
+
+# %%
+check_here(8, globals(), "kl_to_final")
+
+# %% [markdown]
+# `LensResult.kl_to_final` does the same for one sequence. Our problem's answer
+# positions (rows: the lens's rows; columns: thousands, hundreds, tens, units):
+
+# %%
+kl_one = lens.kl_to_final()[:, P - 1 : P - 1 + A]  # (L+1, A): rows x answer digits
+for name, row in zip(names, kl_one, strict=True):
+    print(f"{name:9}" + "".join(f"{x:>11.2f}" for x in row))
+
+# %% [markdown]
+# ## Many problems: where does each digit appear?
+#
+# One problem is an anecdote. `lens_log_probs` runs the lens on a whole batch of
+# held-out problems at once, `(L + 1, N, T, V)`. We keep the answer positions and ask,
+# per row: how often is the right digit on top, what is its mean rank, and how far is
+# the row from the final distribution?
+
+# %%
+test_prompts, test_answers = task.problems(np.random.default_rng(2), N_PROBLEMS, "test")
+test_tokens = np.concatenate([test_prompts, test_answers], axis=1)  # (N, T)
+positions = np.arange(P - 1, P - 1 + A)  # (A,): where each answer digit is predicted
+log_probs = np.asarray(lens_log_probs(params, jnp.asarray(test_tokens), config))  # (L+1,N,T,V)
+answer_lp = log_probs[:, :, positions]  # (L+1, N, A, V)
+target_lp = np.take_along_axis(answer_lp, test_answers[None, :, :, None], axis=-1)  # (L+1,N,A,1)
+ranks = (answer_lp > target_lp).sum(axis=-1)  # (L+1, N, A)
+top1 = (ranks == 0).mean(axis=1)  # (L+1, A): share of problems with the right digit on top
+final = answer_lp[-1:]  # (1, N, A, V)
+kl = (np.exp(final) * (final - answer_lp)).sum(axis=-1).mean(axis=1)  # (L+1, A)
+
+print(f"over {N_PROBLEMS} held-out problems, per row of the lens:")
+print(f"{'row':9}" + "".join(f"{d + ' top-1':>16}" for d in digit_names))
+for row, name in enumerate(names):
+    print(f"{name:9}" + "".join(f"{x:>16.1%}" for x in top1[row]))
+print(f"\n{'row':9}" + "".join(f"{d + ' KL':>16}" for d in digit_names))
+for row, name in enumerate(names):
+    print(f"{name:9}" + "".join(f"{x:>16.2f}" for x in kl[row]))
+
+fig, (ax_top, ax_kl) = plt.subplots(1, 2, figsize=course.FIGSIZE)
+for i, digit in enumerate(digit_names):
+    ax_top.plot(names, top1[:, i], marker="o", label=digit)
+    ax_kl.plot(names, kl[:, i], marker="o", label=digit)
+ax_top.set_ylabel("right digit on top (share of problems)")
+ax_kl.set_ylabel("KL(final || row), nats")
+for ax in (ax_top, ax_kl):
+    ax.set_xlabel("residual stream read after")
+ax_top.legend(title="answer digit", fontsize=8)
+fig.suptitle("Through the logit lens the thousands digit is on top after block 0, the other "
+             "digits only after block 1", fontsize=9)
+course.save_figure(fig, "08_lens_by_layer.png")
+plt.close(fig)
+
+# %% [markdown]
+# The thousands digit is 0 or 1 (the carry out of the hundreds column): the embeddings
+# alone guess it half the time, and after block 0 it is nearly always on top. The other
+# three digits are on top after block 0 only about a third of the time, and their KL
+# after block 0 is still large, 2 nats or more (for some digits even above the
+# embeddings': the lens reads block 0's residual as a confident wrong answer). So is the
+# answer computed in block 1?
+#
+# ## The tuned lens: is the answer there, just in another basis?
+#
+# The logit lens assumes that every layer already "speaks" the unembedding's language.
+# Maybe block 0's residual holds the answer in a form the final readout can't read.
+# The *tuned lens* (Belrose et al., 2023) learns, for each row, an affine map
+# `resid + resid @ W + b` into the final layer's basis, trained to minimise the KL to the
+# model's own output (the model is frozen). It starts as the identity, i.e. the logit
+# lens. We train it on training batches and measure on the held-out problems.
+
+# %%
+train_sequences, _ = task.batch(np.random.default_rng([0, 10**6]), 512)  # (512, T)
+tuned, tuned_losses = train_tuned_lens(params, config, train_sequences, steps=TUNED_STEPS,
+                                       seed=0)
+kl_logit = lens_kl_per_layer(params, config, test_tokens)  # (L+1,): mean over all positions
+kl_tuned = lens_kl_per_layer(params, config, test_tokens, tuned)  # (L+1,)
+tuned_lp = lens_log_probs(params, jnp.asarray(test_tokens), config, tuned)  # (L+1, N, T, V)
+tuned_top1 = np.asarray(
+    (tuned_lp[:, :, positions].argmax(-1) == test_answers[None]).mean(axis=1))  # (L+1, A)
+print(f"tuned lens training loss: {tuned_losses[0]:.2f} -> {tuned_losses[-1]:.2f} nats")
+print(f"{'row':9}{'KL logit':>10}{'KL tuned':>10}" + "".join(f"{d[:5] + ' top-1':>12}"
+                                                           for d in digit_names) + "  (tuned)")
+for row, name in enumerate(names):
+    print(f"{name:9}{kl_logit[row]:>10.3f}{kl_tuned[row]:>10.3f}"
+          + "".join(f"{x:>12.0%}" for x in tuned_top1[row]))
+
+fig = plot_lens_comparison(params, config, test_tokens, tuned)
+course.save_figure(fig, "08_tuned_lens_kl.png")
+plt.close(fig)
+
+# %% [markdown]
+# Measured, not assumed: the tuned lens cuts the KL after block 0 several-fold, and puts
+# the right tens and units digit on top after block 0 in about 90% or more of the
+# problems, where the logit lens managed about a third. So after block 0 those digits are
+# mostly *there*, in a basis the unembedding doesn't read, and block 1 writes them into
+# the unembedding's basis (lesson 9: block 1's MLP writes most of their logit). The
+# hundreds digit lags behind the tens and units: it needs the carry out of the tens
+# column, which needs the units column too, and lesson 9 shows that no head of block 0
+# reads the tens column for it. The tuned lens can't invent information either:
+# on the embeddings alone (one token each) it stays near chance for those digits.
+#
+# ## The lens over training
+#
+# Finally, watch the answer appear while the model learns. `train(...,
+# snapshot_every=N)` keeps a copy of the parameters every `N` steps;
+# `lens_over_training` runs the lens on each copy over held-out problems and reports, per
+# answer digit, the first row at which the right digit is on top (`L + 1`, "never",
+# when not even the output gets it).
+
+# %%
+defaults = train_defaults(task)  # the settings course.trained_model used (full mode)
+run = train(config, task, steps=LOT_STEPS, batch_size=LOT_BATCH, lr=defaults["lr"], seed=0,
+            snapshot_every=LOT_EVERY, progress=False)
+steps, first = lens_over_training(run.snapshots, config, task, n=N_PROBLEMS, seed=3)
+mean_first = first.mean(axis=1)  # (C, A): mean over problems of the first row on top
+never = config.n_layer + 1
+solved = (first < never).all(axis=2).mean(axis=1)  # (C,): every digit right at the output
+print(f"first row with the right digit on top (mean; 0 = embed, {never} = never)")
+print(f"{'step':>6}" + "".join(f"{d:>11}" for d in digit_names) + f"{'solved':>9}")
+for step, row, share in zip(steps, mean_first, solved, strict=True):
+    print(f"{step:>6}" + "".join(f"{x:>11.2f}" for x in row) + f"{share:>9.0%}")
+
+curves = {digit: mean_first[:, i] for i, digit in enumerate(digit_names)}
+fig = plot_first_top1_layer(steps, curves, names, title="Lens over training: when each answer "
+                           "digit first reaches the top, and after which layer")
+course.save_figure(fig, "08_lens_over_training.png")
+plt.close(fig)
+
+# %% [markdown]
+# At step 0 no digit is on top (`never`, 3). The thousands digit comes first: by the
+# first snapshot it is on top after block 0 or earlier (mean about 0.5). The hundreds
+# digit follows, then the tens and units, and the share of fully solved problems climbs.
+# The full run (the same settings as the model above) ends with every digit at about
+# 1.5 and every problem solved; quick mode's short run stops partway.
+#
+# ## What you should see
+#
+# | quantity | value |
+# |---|---|
+# | exact match of the model | > 99% |
+# | last lens row vs the model's log-probs | equal (max diff < 1e-4) |
+# | logit lens, embeddings: right hundreds/tens/units digit on top | < 25% (about 10%) |
+# | logit lens, after block 0: right thousands digit on top | > 90% (about 97%) |
+# | logit lens, after block 0: right hundreds/tens/units digit on top | 15-55% (about 30%) |
+# | logit lens, after block 0: KL to final for hundreds/tens/units | > 1 nat (2-6) |
+# | right digit on top at the output / KL there | > 98% / 0 |
+# | tuned lens KL after block 0 (all positions) | < 30% of the logit lens's |
+# | tuned lens, after block 0: right tens and units digit on top | > 85% (90-100%) |
+# | tuned lens, after block 0: hundreds digit | lower than tens and units (70-80%) |
+# | tuned lens, embeddings: hundreds/tens/units on top | < 30% (near chance) |
+# | lens over training, step 0: mean first row | > 2 for every digit (mostly never) |
+# | first snapshot after step 0: thousands / the others | < 1 / > 1.5 |
+# | last snapshot: thousands / hundreds | < 1 / < 2 |
+# | share of problems solved, last snapshot | above the first; > 95% in full mode |
+#
+# Checked below.
+
+# %%
+assert exact > 0.99, exact
+assert last_row_diff < 1e-4, last_row_diff
+assert np.all(top1[0, 1:] < 0.25), top1[0]
+assert top1[1, 0] > 0.9, top1[1]
+assert np.all((top1[1, 1:] > 0.15) & (top1[1, 1:] < 0.55)), top1[1]
+assert np.all(kl[1, 1:] > 1.0), kl[1]
+assert np.all(top1[-1] > 0.98) and np.all(kl[-1] == 0), (top1[-1], kl[-1])
+assert kl_tuned[1] < 0.3 * kl_logit[1], (kl_tuned, kl_logit)
+assert np.all(tuned_top1[1, 2:] > 0.85), tuned_top1[1]
+assert tuned_top1[1, 1] < tuned_top1[1, 2:].min(), tuned_top1[1]
+assert np.all(tuned_top1[0, 1:] < 0.3), tuned_top1[0]
+assert steps[0] == 0 and np.all(mean_first[0] > 2), mean_first[0]
+assert mean_first[1, 0] < 1 and np.all(mean_first[1, 1:] > 1.5), mean_first[1]
+assert mean_first[-1, 0] < 1 and mean_first[-1, 1] < 2, mean_first[-1]
+assert solved[-1] > solved[0] and (QUICK or solved[-1] > 0.95), solved
+print("all numbers as expected")
+
+# %% [markdown]
+# ## Where this lives in minitf/
+#
+# - `minitf/model.py`: `logits_from_resid` (final norm + unembedding: your exercise 1
+#   without the log-softmax).
+# - `minitf/lens.py`: `logit_lens` and `LensResult` (`.table`, `.plot`, `.rank`, `.prob`,
+#   `.kl_to_final`, `.first_top1_layer`) for one sequence; `lens_log_probs`,
+#   `first_top1_layers` and `lens_over_training` for batches and snapshots.
+# - `minitf/tuned_lens.py`: `TunedLens`, `train_tuned_lens`, `kl_per_layer`,
+#   `lens_kl_per_layer`, `plot_lens_comparison`.
+# - `minitf/train.py`: `train(..., snapshot_every=N)` keeps the snapshots.
+# - `experiments/lens_over_training.py`: the same study as a script, with options.
+# - `minitf lens CKPT TEXT`: the lens table from the command line.
