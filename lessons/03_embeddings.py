@@ -1,0 +1,293 @@
+# %% [markdown]
+# # Lesson 3: Embeddings
+#
+# **Goal:** see that an embedding is a table of vectors, one row per token, random at
+# first, and measure how training on 3-digit addition arranges the ten digits in order.
+#
+# Lesson 2 turned text into token ids. A model can't compute with an id: the number 7 says
+# nothing about the token it names. So the first thing a transformer does is look up each
+# id's row in a learned matrix, the *embedding* (see the
+# [glossary](../docs/glossary.md#embedding--unembedding)). Those vectors start random;
+# everything they come to mean, training puts there.
+
+# %%
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+from minitf import course, model, plots, tasks
+from minitf.course_check import check_here
+
+course.setup_matplotlib()
+QUICK = course.quick_mode()
+N_RANDOM = 200  # random embedding matrices: what "no organization" looks like
+
+# %% [markdown]
+# ## A table with one row per token
+#
+# The model of this lesson does 3-digit addition, written one character per token:
+# `123+045=0168`. Its vocabulary is the ten digits (ids 0-9, so an id *is* its digit's
+# value) plus `+` and `=`. Its embedding `params["embed"]` has shape `(V, D)`: `V = 12`
+# rows of width `D = 64`. `init_params` fills it with small random numbers
+# (normal, std 0.02), the same key as the training run below starts from.
+
+# %%
+task = tasks.addition(3)
+tok = task.tokenizer
+config = tasks.config_for(task, **tasks.train_defaults(task)["model"])
+params_init = jax.jit(model.init_params, static_argnums=0)(config, jax.random.key(0))
+embed_init = np.asarray(params_init["embed"])  # (V, D)
+tokens = jnp.asarray(tok.encode("123+045="))  # (T,)
+labels = [tok.decode([i]) for i in range(config.vocab_size)]
+print("vocabulary:", labels)
+print("embed:", embed_init.shape, " tokens:", tokens.tolist())
+
+# %% [markdown]
+# ### Exercise 1: `embed`
+# Return the vectors of `tokens`: row `tokens[t]` of `embed_matrix` for every position.
+# `tokens` may have any shape `(...)`; the result has shape `(..., D)`. One line.
+
+# %%
+def embed(tokens: jax.Array, embed_matrix: jax.Array) -> jax.Array:
+    """Look up each token's row of the embedding. [...] int, [V, D] -> [..., D]"""
+    ### BEGIN SOLUTION
+    return jnp.take(jnp.asarray(embed_matrix), tokens, axis=0)  # (..., D)
+    ### END SOLUTION
+
+
+# %%
+check_here(3, globals(), "embed")
+
+# %% [markdown]
+# ## A lookup is a matrix product with a one-hot vector
+#
+# Write token `v` as a [*one-hot*](../docs/glossary.md#one-hot-vector) vector: `V` zeros
+# with a 1 at index `v`. Multiplying it by the embedding picks out row `v`, so the lookup
+# is a linear layer whose inputs happen to be one-hot. Models do the lookup because it is
+# cheaper: the product spends `V * D` multiply-adds per token on zeros (GPT-2: 50257 x 768
+# each).
+
+# %%
+one_hot = jax.nn.one_hot(tokens, config.vocab_size)  # (T, V)
+looked_up = jnp.take(params_init["embed"], tokens, axis=0)  # (T, D), as model.forward does
+# precision="highest": a full-float32 product, so the comparison is exact on any device
+as_product = jnp.matmul(one_hot, params_init["embed"], precision="highest")  # (T, D)
+lookup_diff = float(jnp.abs(looked_up - as_product).max())
+print(f"one-hot @ embed vs lookup: max difference {lookup_diff:.1e}")
+
+# %% [markdown]
+# The product view also says how training moves the table. The gradient of the loss with
+# respect to `embed` is `one_hot.T @ (gradient at the looked-up vectors)`: only the rows
+# of tokens in the batch receive anything. Below, a stand-in loss on `123+045=`: the rows
+# of `6`, `7`, `8` and `9` (absent from it) get exactly zero.
+
+# %%
+def stand_in_loss(embed_matrix: jax.Array) -> jax.Array:
+    vectors = jnp.take(embed_matrix, tokens, axis=0)  # (T, D)
+    return jnp.sum(jnp.tanh(vectors.sum(axis=-1)))
+
+
+grad_embed = jax.jit(jax.grad(stand_in_loss))(params_init["embed"])  # (V, D)
+rows_touched = [labels[v] for v in range(config.vocab_size) if jnp.any(grad_embed[v] != 0)]
+print("rows with a non-zero gradient:", rows_touched)
+
+# %% [markdown]
+# ## Random vectors point every which way
+#
+# How alike are two tokens' vectors? The *cosine similarity* compares directions only:
+# `a . b / (|a| |b|)`, 1 for the same direction, 0 for perpendicular, -1 for opposite.
+# Random vectors in `D` dimensions are nearly perpendicular: their cosine is about 0 give
+# or take `1 / sqrt(D)` ([glossary](../docs/glossary.md#cosine-similarity)).
+#
+# ### Exercise 2: `cosine_similarity_matrix`
+# Given `vectors` `(N, D)`, return the `(N, N)` matrix of the cosine similarity of every
+# pair of rows.
+
+# %%
+def cosine_similarity_matrix(vectors: jax.Array) -> jax.Array:
+    """Cosine similarity of every pair of rows. [N, D] -> [N, N], 1 on the diagonal."""
+    ### BEGIN SOLUTION
+    vectors = jnp.asarray(vectors)
+    unit = vectors / jnp.linalg.norm(vectors, axis=-1, keepdims=True)  # (N, D), each |row| = 1
+    return unit @ unit.T  # (N, N)
+    ### END SOLUTION
+
+
+# %%
+check_here(3, globals(), "cosine_similarity_matrix")
+
+# %%
+DIGITS = np.arange(10)  # token ids 0-9 are the digits 0-9
+cos_init = np.asarray(cosine_similarity_matrix(embed_init))  # (V, V)
+off_diagonal = cos_init[~np.eye(config.vocab_size, dtype=bool)]  # (V * (V - 1),)
+print(f"untrained: off-diagonal cosines {off_diagonal.mean():+.3f} +- {off_diagonal.std():.3f}"
+      f"  (1/sqrt(D) = {1 / np.sqrt(config.d_model):.3f})")
+
+# %% [markdown]
+# ## After training
+#
+# `course.trained_model()` trains this model on addition with `minitf train`'s defaults
+# (once, then it is cached; it gets almost every unseen problem right) and returns the
+# parameters. Same shapes, same starting point as `params_init`; only training differs.
+
+# %%
+params, config, task = course.trained_model("addition")
+embed_trained = np.asarray(params["embed"])  # (V, D)
+cos_trained = np.asarray(cosine_similarity_matrix(embed_trained))  # (V, V)
+print("trained embed:", embed_trained.shape)
+print("cosine of digit 3 with 0..9 :", np.round(cos_trained[3, :10], 2))
+print("           untrained, same :", np.round(cos_init[3, :10], 2))
+
+fig, axes = plt.subplots(1, 2, figsize=course.FIGSIZE)
+for ax, cos, name in zip(axes, [cos_init, cos_trained], ["untrained", "trained"],
+                         strict=True):
+    image = ax.imshow(cos, vmin=-1, vmax=1, cmap="RdBu_r")
+    ax.set_xticks(range(config.vocab_size), labels)
+    ax.set_yticks(range(config.vocab_size), labels)
+    ax.set_title(f"{name}: cosine similarity")
+fig.colorbar(image, ax=axes[1], fraction=0.046)
+fig.suptitle("After training, digits close in value have similar vectors (a band "
+             "along the diagonal)", fontsize=9)
+course.save_figure(fig, "03_cosine_similarity.png")
+
+# %% [markdown]
+# ## A map of the vectors: PCA
+#
+# 64 dimensions don't fit on a page. *PCA* (principal component analysis) finds the
+# directions along which the rows spread out most; projecting onto the top two gives the
+# most faithful flat picture. Recipe: subtract the mean row (PCA is about the spread
+# around the average), take the singular value decomposition `X = U S V^T`, and project
+# onto the first rows of `V^T`, the principal directions, largest singular value first.
+#
+# ### Exercise 3: `pca_project`
+# Return the coordinates of the rows of `matrix` `(N, D)` along its top `n_components`
+# principal directions, shape `(N, n_components)`. (A direction's sign is arbitrary:
+# either sign is accepted.)
+
+# %%
+def pca_project(matrix: jax.Array, n_components: int = 2) -> jax.Array:
+    """Coordinates along the top principal directions. [N, D] -> [N, n_components]"""
+    ### BEGIN SOLUTION
+    x = jnp.asarray(matrix, dtype=jnp.float32)  # (N, D)
+    x = x - x.mean(axis=0, keepdims=True)  # (N, D): centred
+    _, _, vt = jnp.linalg.svd(x, full_matrices=False)  # vt (min(N, D), D), rows by variance
+    return x @ vt[:n_components].T  # (N, n_components)
+    ### END SOLUTION
+
+
+# %%
+check_here(3, globals(), "pca_project")
+
+# %% [markdown]
+# `minitf.plots.pca_2d` is the reference (it also returns the share of the variance each
+# direction explains) and `plots.plot_embeddings_pca` draws one map per matrix. We map
+# the ten digits (`+` and `=` do a different job and would take over the picture), and
+# join them in the order 0, 1, ..., 9.
+
+# %%
+maps = {"untrained (init_params, key 0)": embed_init[DIGITS],
+        "trained on 3-digit addition": embed_trained[DIGITS]}  # each (10, D)
+fig = plots.plot_embeddings_pca(maps, [str(d) for d in DIGITS],
+                                title="The ten digit embeddings, 2-D PCA: random before "
+                                "training, in order of value after it")
+for ax, matrix in zip(fig.axes, maps.values(), strict=True):
+    coords, _ = plots.pca_2d(matrix)  # (10, 2), the same projection the panel shows
+    ax.plot(coords[:, 0], coords[:, 1], color="tab:gray", lw=0.8, alpha=0.7)
+course.save_figure(fig, "03_embeddings_pca.png")
+
+# %% [markdown]
+# ## Measuring the order
+#
+# A picture can fool the eye, and ten random points sometimes look like a line. Three
+# numbers, each computed for the trained matrix, the untrained one, and `N_RANDOM` fresh
+# random matrices (what "no structure" looks like):
+#
+# - **nearest-neighbour gap**: for each digit, find the other digit with the most similar
+#   vector and take `|i - j|`; average over digits. 1 means every digit's nearest
+#   neighbour is next to it in value; for random vectors it is `3.67` on average.
+# - **similarity vs distance**: the correlation, over all pairs of digits, between the
+#   cosine similarity and `|i - j|`. Negative means closer in value, more alike.
+# - **order along PC1**: `|correlation|` between the digit's value and its coordinate
+#   along the first principal direction.
+
+# %%
+def order_measures(embed_matrix: np.ndarray) -> dict[str, float]:
+    """How strongly the ten digit rows of an embedding follow digit order."""
+    digit_vectors = np.asarray(embed_matrix)[DIGITS]  # (10, D)
+    cos = np.array(cosine_similarity_matrix(digit_vectors))  # (10, 10), a writable copy
+    np.fill_diagonal(cos, -np.inf)  # a digit is not its own neighbour
+    gap = np.abs(DIGITS - cos.argmax(axis=1)).mean()
+    pairs = np.triu_indices(10, k=1)  # each pair of different digits once
+    distance = np.abs(DIGITS[:, None] - DIGITS[None, :])  # (10, 10): |i - j|
+    similarity_vs_distance = np.corrcoef(cos[pairs], distance[pairs])[0, 1]
+    pc1 = plots.pca_2d(digit_vectors)[0][:, 0]  # (10,)
+    return {"nearest-neighbour gap": float(gap),
+            "similarity vs distance": float(similarity_vs_distance),
+            "|order along PC1|": float(abs(np.corrcoef(DIGITS, pc1)[0, 1]))}
+
+
+rng = np.random.default_rng(0)
+random_tables = rng.normal(0.0, 0.02, (N_RANDOM, 10, config.d_model))  # like init_params
+random_measures = [order_measures(table) for table in random_tables]
+measures = {"untrained": order_measures(embed_init), "trained": order_measures(embed_trained),
+            "trained unembed": order_measures(np.asarray(model.unembed_matrix(params, config)))}
+print(f"{'':24}{'random (mean +- sd)':>22}{'untrained':>11}{'trained':>9}{'unembed':>9}")
+for name in measures["trained"]:
+    values = np.array([m[name] for m in random_measures])  # (N_RANDOM,)
+    print(f"{name:24}{values.mean():>14.2f} +- {values.std():.2f}"
+          f"{measures['untrained'][name]:>11.2f}{measures['trained'][name]:>9.2f}"
+          f"{measures['trained unembed'][name]:>9.2f}")
+gaps = np.array([m["nearest-neighbour gap"] for m in random_measures])
+as_ordered = float((gaps <= measures["trained"]["nearest-neighbour gap"]).mean())
+print(f"random matrices with a gap as small as the trained one: {as_ordered:.1%}")
+
+# %% [markdown]
+# Nothing in the loss mentions that 4 lies between 3 and 5. The order appears because it
+# is useful: digits close in value behave alike in a sum (they produce the same carry
+# more often, their sums land close together), so giving them similar vectors lets the
+# rest of the network treat them alike. In the map the digits lie on an arc, in order;
+# the arc is why the order along PC1 alone is short of 1.
+#
+# The last column measures the unembedding, the vectors that *produce* each digit at
+# the output. It is far less ordered: its job is to tell the ten answers apart.
+
+# %% [markdown]
+# ## What you should see
+#
+# | quantity | value |
+# |---|---|
+# | one-hot @ embed vs lookup | equal (max difference < 1e-6) |
+# | embedding rows with a gradient from `123+045=` | the 8 tokens in it, not `6 7 8 9` |
+# | untrained off-diagonal cosines | about 0 +- 1/sqrt(64) = 0.125 (std 0.08-0.18) |
+# | nearest-neighbour gap: random matrices / trained | about 3.7 / about 1 (at most 1.5) |
+# | similarity vs distance: random / trained | about 0 / about -0.8 (below -0.6) |
+# | order along PC1, trained | about 0.8-0.9 (above 0.7) |
+# | random matrices with a gap as small as the trained one | under 1% |
+#
+# Checked below.
+
+# %%
+random_mean = {name: float(np.mean([m[name] for m in random_measures]))
+               for name in measures["trained"]}
+assert lookup_diff < 1e-6
+assert set(rows_touched) == set("123+045=")
+assert abs(off_diagonal.mean()) < 0.05 and 0.08 < off_diagonal.std() < 0.18
+assert 3.3 < random_mean["nearest-neighbour gap"] < 4.0
+assert measures["trained"]["nearest-neighbour gap"] <= 1.5
+assert abs(random_mean["similarity vs distance"]) < 0.05
+assert measures["trained"]["similarity vs distance"] < -0.6
+assert measures["trained"]["|order along PC1|"] > 0.7
+assert as_ordered < 0.01
+print("all numbers as expected")
+
+# %% [markdown]
+# ## Where this lives in minitf/
+#
+# - `minitf/model.py`: `init_params` makes `embed` `(V, D)` and `pos_embed`
+#   `(max_len, D)`; `_forward_one` starts with the lookup
+#   `jnp.take(params["embed"], tokens, axis=0) + params["pos_embed"][:T]`;
+#   `unembed_matrix` is the other end (lesson 5).
+# - `minitf/plots.py`: `pca_2d` and `plot_embeddings_pca`.
+# - `minitf/vectors.py`: `nearest_tokens`, the nearest-token question for any vector.
+# - `minitf/surgery.py`: adding a token means adding a row to this table.
