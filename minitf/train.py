@@ -97,6 +97,7 @@ def loss_fn(
     """Mean cross-entropy over the answer tokens, and the fraction of them predicted right.
 
     [B, T] tokens, [B, T] loss_mask (True where the NEXT token is scored) -> two scalars.
+    Lesson 6 builds it from its three steps: the shift by one, the mask, the mean.
     """
     logits = forward(params, tokens[:, :-1], config)  # (B, T-1, V): position t predicts t+1
     targets = tokens[:, 1:]  # (B, T-1)
@@ -115,7 +116,8 @@ def make_optimizer(
     """Clip the gradient's global norm, then AdamW with linear warmup + cosine decay.
 
     Weight decay applies to matrices only: decaying biases and layer-norm scales towards
-    zero would only fight the normalisation (nanoGPT does the same).
+    zero would only fight the normalisation (nanoGPT does the same). Used in lesson 6;
+    lesson 13 shows what weight decay does after a model has memorised (grokking).
     """
     schedule = optax.warmup_cosine_decay_schedule(
         init_value=0.0, peak_value=lr, warmup_steps=warmup, decay_steps=steps, end_value=lr / 10
@@ -133,7 +135,7 @@ def make_train_step(config: Config, optimizer: optax.GradientTransformation, mes
     in/out shardings say where data lives: the batch split along "batch", everything
     else replicated. No buffer donation: the old parameters must survive a Ctrl-C in the
     middle of a step, and with jax 0.10.2 donation plus the cross-device all-reduce
-    deadlocked on a 2-core CPU.
+    deadlocked on a 2-core CPU. Lesson 6 writes a training loop around it.
     """
     replicated = NamedSharding(mesh, PartitionSpec())
     split = NamedSharding(mesh, PartitionSpec("batch"))
