@@ -36,6 +36,20 @@ import numpy as np
 
 from minitf.lens import logit_lens
 from minitf.model import Config, forward
+from minitf.seahorse import (
+    EMOJI,
+    MARKER,
+    MISSING,
+    PROMPT,
+    TRAIN,
+    ToyLanguage,
+    fix_inits,
+    kl_after_adding,
+    model_config,
+    seahorse_contexts,
+    unrelated_prompts,
+    vocabulary,
+)
 from minitf.surgery import add_tokens, finetune
 from minitf.train import train
 from minitf.vectors import nearest_tokens
@@ -46,104 +60,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 FIGURES = Path(__file__).resolve().parents[1] / "figures"
 forward_jit = jax.jit(forward, static_argnums=2)  # (params, tokens, config) -> logits
-SEQ = 24  # tokens per training sequence: a few sentences
-
-# what has an emoji: one or two words -> the emoji token
-EMOJI = {
-    "fish": "FISH_EMOJI", "horse": "HORSE_EMOJI", "cat": "CAT_EMOJI", "dog": "DOG_EMOJI",
-    "bird": "BIRD_EMOJI", "star": "STAR_EMOJI", "sun": "SUN_EMOJI", "sea": "WAVE_EMOJI",
-    "shell": "SHELL_EMOJI", "tree": "TREE_EMOJI", "sea star": "STARFISH_EMOJI",
-}  # fmt: skip
-# ordinary sentences, which also teach that "sea horse" is a thing that swims
-THINGS = {
-    "swims in the sea": ["fish", "sea horse", "sea star"],
-    "runs on the grass": ["horse", "dog", "cat"],
-    "flies in the sky": ["bird"],
-    "shines in the sky": ["sun", "star"],
-    "lies on the sand": ["shell", "sea star", "cat"],
-    "grows on the hill": ["tree", "grass"],
-    "is small": ["fish", "sea horse", "cat", "bird", "shell"],
-    "is big": ["horse", "tree", "sun", "sea", "dog"],
-}
-MARKER = "emoji-of"
-MISSING = "SEAHORSE_EMOJI"  # the emoji the vocabulary lacks
-PROMPT = "the dog runs on the grass . emoji-of sea horse"
-
-
-def vocabulary() -> WordTokenizer:
-    words = {".", MARKER, "the", "a"}
-    for verb, things in THINGS.items():
-        words.update(verb.split())
-        for thing in things:
-            words.update(thing.split())
-    for thing in EMOJI:
-        words.update(thing.split())
-    return WordTokenizer(sorted(words) + sorted(set(EMOJI.values())))
-
-
-def sentence(rng: np.random.Generator, *, emoji_share: float, seahorse_share: float = 0.0):
-    """One sentence as a string; `seahorse_share` of them say what the fix teaches."""
-    if rng.random() < seahorse_share:
-        return f"{MARKER} sea horse {MISSING} ."
-    if rng.random() < emoji_share:
-        thing = list(EMOJI)[rng.integers(len(EMOJI))]
-        return f"{MARKER} {thing} {EMOJI[thing]} ."
-    verb = list(THINGS)[rng.integers(len(THINGS))]
-    thing = THINGS[verb][rng.integers(len(THINGS[verb]))]
-    return f"{['the', 'a'][rng.integers(2)]} {thing} {verb} ."
-
-
-class ToyLanguage:
-    """Batches of running text for `minitf.train.train` (which asks for the fields below)."""
-
-    name = "seahorse-language"
-
-    def __init__(self, tokenizer: WordTokenizer, emoji_share: float = 0.35, seahorse_share=0.0):
-        self.tokenizer = tokenizer
-        self.spec = {"emoji_share": emoji_share, "seahorse_share": seahorse_share}
-        self.seq_len = SEQ
-
-    def batch(self, rng: np.random.Generator, batch_size: int):
-        """-> tokens (B, SEQ) and loss_mask (B, SEQ): every next word is scored."""
-        rows = []
-        for _ in range(batch_size):
-            ids: list[int] = []
-            while len(ids) < SEQ:
-                ids += self.tokenizer.encode(sentence(rng, **self.spec))
-            rows.append(ids[:SEQ])
-        tokens = np.array(rows, dtype=np.int32)  # (B, SEQ)
-        loss_mask = np.ones_like(tokens, dtype=bool)  # (B, SEQ)
-        loss_mask[:, -1] = False  # the last position has no next token to score
-        return tokens, loss_mask
-
-    def batches(self, seed: int, batch_size: int = 32):
-        rng = np.random.default_rng(seed)
-        while True:
-            yield self.batch(rng, batch_size)
-
-
-def unrelated_prompts(tok: WordTokenizer, n: int = 64) -> np.ndarray:
-    """Ordinary sentences with no emoji anywhere: where the new token has no business."""
-    rng = np.random.default_rng(10**6)
-    rows = []
-    for _ in range(n):
-        ids: list[int] = []
-        while len(ids) < SEQ:
-            ids += tok.encode(sentence(rng, emoji_share=0.0))
-        rows.append(ids[:SEQ])
-    return np.array(rows, dtype=np.int32)  # (n, SEQ)
-
-
-def seahorse_contexts(tok: WordTokenizer, n: int = 32) -> np.ndarray:
-    """Held-out contexts ending in 'emoji-of sea horse', after random sentences."""
-    rng = np.random.default_rng(10**6 + 1)
-    rows = []
-    for _ in range(n):
-        ids = tok.encode(f"{MARKER} sea horse")
-        while len(ids) < 12:  # sentences before it, so the context varies
-            ids = tok.encode(sentence(rng, emoji_share=0.35)) + ids
-        rows.append(ids[-12:])  # same length for every row: the last 12 words
-    return np.array(rows, dtype=np.int32)  # (n, 12)
 
 
 def show_the_effect(params, config: Config, tok: WordTokenizer) -> dict:
@@ -183,17 +99,6 @@ def show_the_effect(params, config: Config, tok: WordTokenizer) -> dict:
     return out
 
 
-def kl_after_adding(old_params, old_config, new_params, new_config, prompts) -> tuple[float, float]:
-    """Mean and max KL(old || new) over every position of the prompts, in nats.
-
-    The old tokens' logits are unchanged, so this is -log(1 - p(new token)) per position.
-    """
-    old = jax.nn.log_softmax(forward_jit(old_params, prompts, old_config))  # (n, T, V)
-    new = jax.nn.log_softmax(forward_jit(new_params, prompts, new_config))  # (n, T, V + 1)
-    kl = (jnp.exp(old) * (old - new[..., :-1])).sum(-1)  # (n, T)
-    return float(kl.mean()), float(kl.max())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smaller, rougher run")
@@ -204,10 +109,9 @@ def main() -> None:
     FIGURES.mkdir(exist_ok=True)
 
     tok = vocabulary()
-    config = Config(vocab_size=tok.vocab_size, n_layer=4, n_head=4, d_model=48, d_mlp=192,
-                    max_len=SEQ, tie_embeddings=True)  # fmt: skip
-    base = train(config, ToyLanguage(tok), steps=base_steps, batch_size=16, lr=3e-3,
-                 seed=args.seed, progress=False)  # fmt: skip
+    config = model_config(tok)
+    base = train(config, ToyLanguage(tok), steps=base_steps, seed=args.seed, progress=False,
+                 **TRAIN)  # fmt: skip
     params = base.params
     print(f"toy language model: {tok.vocab_size} words, final training loss "
           f"{np.mean(base.history['loss'][-50:]):.3f} nats ({base_steps} steps)\n")  # fmt: skip
@@ -218,20 +122,7 @@ def main() -> None:
           f"emojis together get p = {effect['emoji_mass']:.2f}\n")  # fmt: skip
 
     # --- 2. the fix ---
-    emojis = sorted(set(EMOJI.values()))
-    words = [w for w in tok.words if w not in emojis]
-    emoji_direction = {e: 1 / len(emojis) for e in emojis}  # mean of the emoji rows ...
-    for w in words:  # ... minus the mean of the word rows
-        emoji_direction[w] = -1 / len(words)
-    combo = dict(emoji_direction)
-    combo["sea"] += 0.5
-    combo["horse"] += 0.5
-    inits = {
-        "random (std 0.02)": "random",
-        "mean of all rows": "mean",
-        "sea + horse + emoji dir.": combo,
-        "HORSE + FISH emoji": {"HORSE_EMOJI": 0.5, "FISH_EMOJI": 0.5},
-    }
+    inits = fix_inits(tok)  # random, mean, sea + horse + emoji direction, two emojis
     unrelated = unrelated_prompts(tok)  # (n, SEQ)
     contexts = seahorse_contexts(tok)  # (m, 12)
     fix_task = ToyLanguage(tok.with_words([MISSING]), seahorse_share=0.1)

@@ -12,7 +12,10 @@ from collections.abc import Iterable, Sequence
 
 
 class WordTokenizer:
-    """Maps each word of `words` to its index; `encode` splits on whitespace."""
+    """Maps each word of `words` to its index; `encode` splits on whitespace.
+
+    Lesson 11 grows one by a word; lesson 12's toy language is written in one.
+    """
 
     def __init__(self, words: Iterable[str]) -> None:
         self.words: list[str] = list(words)

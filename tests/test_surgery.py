@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import minitf.model as model_module
+import minitf.surgery as surgery_module
 from minitf.bpe import Tokenizer
 from minitf.chars import CharTokenizer
 from minitf.model import Config, forward, init_params
@@ -188,6 +189,19 @@ def test_finetune_everything_and_early_stop() -> None:
     )
     with pytest.raises(ValueError, match="only_rows"):
         finetune(params, config, batches(config, 1), steps=1, only_rows=[99])
+
+
+def test_finetune_reuses_its_compiled_step_and_starts_fresh_each_time() -> None:
+    """Comparing inits of one new token (lessons 11, 12) compiles the step once; the
+    optimizer state is still new for every run, so equal inputs give equal results."""
+    config = tiny()
+    params = perturbed_params(config)
+    runs = [finetune(params, config, batches(config, 1), steps=3, only_rows=[1]) for _ in "ab"]
+    for a, b in zip(jax.tree.leaves(runs[0].params), jax.tree.leaves(runs[1].params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    first = surgery_module._optimizer_and_step(params, config, 1e-2, 0.0, [1])
+    assert surgery_module._optimizer_and_step(params, config, 1e-2, 0.0, np.array([1])) is first
+    assert surgery_module._optimizer_and_step(params, config, 1e-2, 0.0, None) is not first
 
 
 # --- widening ------------------------------------------------------------------------------------
