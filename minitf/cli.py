@@ -601,12 +601,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def setup_jax() -> None:
-    """Before jax starts: one XLA host device per CPU core (so training uses every core,
-    see minitf/devices.py) and a compilation cache on disk, so a second run of the same
-    command skips most of the JIT compilation. A user's own settings win."""
-    from minitf.devices import configure_cpu_devices, enable_compilation_cache
+    """A compilation cache on disk, so a second run of the same command skips most of the
+    JIT compilation. (One host device per core, minitf/devices.py, is opt-in: set
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 yourself; see the README.)"""
+    from minitf.devices import enable_compilation_cache
 
-    configure_cpu_devices()
     enable_compilation_cache()
 
 

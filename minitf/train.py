@@ -11,10 +11,9 @@ Data parallel: the batch is split across `jax.devices()` along a one-axis mesh n
 "batch" and the parameters are replicated; the `jax.jit` step is written as if for one
 device, and XLA inserts the all-reduce that averages the gradients. On one CPU the mesh
 has one device and nothing changes. XLA:CPU runs a small model's matrix products on
-one core, so the `minitf` command asks for one host device per core
-(`minitf.devices.configure_cpu_devices`, i.e.
+one core; one host device per core (`minitf.devices.configure_cpu_devices`, i.e.
 `XLA_FLAGS=--xla_force_host_platform_device_count=2` on 2 cores, set before jax is
-imported) and the same data-parallel step puts every core to work.
+imported) lets the same data-parallel step use both.
 
 Several hosts: start the same script on every host with
 
