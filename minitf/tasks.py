@@ -28,6 +28,9 @@ from minitf.chars import CharTokenizer
 from minitf.model import Config, Params, forward
 
 DIGITS = "0123456789"  # ids 0-9 are the digits themselves, so ids double as values
+# one symbol per residue for modular_addition(one_token=True): 0-9, a-z, A-Z, then the
+# characters from U+0100 on (Latin letters first); only their order matters: id = value
+NUMBER_SYMBOLS = DIGITS + "abcdefghijklmnopqrstuvwxyz" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 EVAL_SEED = 2_024_001  # evaluation's default seed: not a seed training batches come from
 HOLDOUT = 0.1  # fraction of a problem space kept for testing when split by hash
 
@@ -83,6 +86,7 @@ class Task:
         loss_mask[b, t] is True when the token at t + 1 is an answer token: the model's
         prediction at position t is then scored. So the mask starts at the last prompt
         token (whose next token is the first answer digit) and the last column is False.
+        Lesson 6 explains the mask.
         """
         prompts, answers = self.problems(rng, batch_size, "train")  # (B, P), (B, A)
         tokens = np.concatenate([prompts, answers], axis=1)  # (B, T)
@@ -211,16 +215,16 @@ def hash_split(prompts: Ids, holdout: float = HOLDOUT) -> np.ndarray:
     return (h >> np.uint64(11)).astype(np.float64) / 2.0**53 < holdout  # (n,)
 
 
-def _digits_of(numbers: np.ndarray, width: int) -> Ids:
-    """Numbers -> their zero-padded decimal digits, most significant first. (n,) -> (n, width)"""
-    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)  # (width,)
-    return (numbers[:, None] // powers[None]) % 10  # (n, width)
+def _digits_of(numbers: np.ndarray, width: int, base: int = 10) -> Ids:
+    """Numbers -> their zero-padded digits, most significant first. (n,) -> (n, width)"""
+    powers = base ** np.arange(width - 1, -1, -1, dtype=np.int64)  # (width,)
+    return (numbers[:, None] // powers[None]) % base  # (n, width)
 
 
-def _number_of(digits: Ids) -> np.ndarray:
-    """Decimal digits, most significant first -> numbers. (n, width) -> (n,)"""
+def _number_of(digits: Ids, base: int = 10) -> np.ndarray:
+    """Digits, most significant first -> numbers. (n, width) -> (n,)"""
     width = digits.shape[1]
-    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)  # (width,)
+    powers = base ** np.arange(width - 1, -1, -1, dtype=np.int64)  # (width,)
     return (digits.astype(np.int64) * powers[None]).sum(axis=1)  # (n,)
 
 
@@ -236,7 +240,8 @@ def addition(digits: int = 3, *, reverse_answer: bool = False) -> Task:
 
     The answer has digits + 1 characters (room for the carry). With reverse_answer the
     answer is written least-significant digit first (`8610`), the order in which a
-    person computes it, which makes the task much easier for a left-to-right model.
+    person computes it, which makes the task much easier for a left-to-right model
+    (lesson 6 measures how much).
     """
     if not 1 <= digits <= 9:
         raise ValueError(f"addition needs 1 <= digits <= 9; got {digits}")
@@ -264,20 +269,26 @@ def addition(digits: int = 3, *, reverse_answer: bool = False) -> Task:
     )
 
 
-def modular_addition(p: int = 97, *, train_fraction: float = 0.5, split_seed: int = 0) -> Task:
+def modular_addition(
+    p: int = 97, *, train_fraction: float = 0.5, split_seed: int = 0, one_token: bool = False
+) -> Task:
     """`05+17=22` for p = 23: (a + b) mod p, the setup of the grokking papers.
 
     All p*p pairs are split once, at random with `split_seed`, into a train part
     (`train_fraction` of them) and a test part; a small train part plus weight decay is
     where a model first memorises and only much later generalises ("groks").
-    Numbers are written with a fixed number of digits, one token per digit.
+    Numbers are written with a fixed number of digits, one token per digit. With
+    one_token, each number is a single token whose id is its value (`f+h=9` for p = 23,
+    like base p): the embedding then has one row per residue, as in the papers, and
+    lesson 13 reads its Fourier spectrum. The split into pairs is the same either way.
     """
     if not 2 <= p <= 9999:
         raise ValueError(f"modular_addition needs 2 <= p <= 9999; got {p}")
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction must be between 0 and 1; got {train_fraction}")
-    width = len(str(p - 1))
-    tok = CharTokenizer(DIGITS + "+=")
+    base = p if one_token else 10  # one digit in base p is one token per number
+    width = 1 if one_token else len(str(p - 1))
+    tok = CharTokenizer((_number_symbols(p) if one_token else DIGITS) + "+=")
     plus, equals = tok.encode("+=")
     # pair index a * p + b -> True when the pair is a test pair
     order = np.random.default_rng(split_seed).permutation(p * p)  # (p*p,)
@@ -285,15 +296,15 @@ def modular_addition(p: int = 97, *, train_fraction: float = 0.5, split_seed: in
     test_table[order[round(train_fraction * p * p) :]] = True
 
     def draw(rng: np.random.Generator, n: int) -> Ids:
-        a, b = (_digits_of(rng.integers(0, p, n), width) for _ in range(2))  # (n, w)
+        a, b = (_digits_of(rng.integers(0, p, n), width, base) for _ in range(2))  # (n, w)
         return np.concatenate([a, _column(n, plus), b, _column(n, equals)], axis=1)  # (n, P)
 
     def operands(prompts: Ids) -> tuple[np.ndarray, np.ndarray]:
-        return _number_of(prompts[:, :width]), _number_of(prompts[:, width + 1 : -1])
+        return _number_of(prompts[:, :width], base), _number_of(prompts[:, width + 1 : -1], base)
 
     def solve(prompts: Ids) -> Ids:
         a, b = operands(prompts)  # (n,), (n,)
-        return _digits_of((a + b) % p, width)  # (n, w)
+        return _digits_of((a + b) % p, width, base)  # (n, w)
 
     def is_test(prompts: Ids) -> np.ndarray:
         a, b = operands(prompts)  # (n,), (n,)
@@ -301,7 +312,8 @@ def modular_addition(p: int = 97, *, train_fraction: float = 0.5, split_seed: in
 
     return Task(
         name="modular_addition",
-        spec={"p": p, "train_fraction": train_fraction, "split_seed": split_seed},
+        spec={"p": p, "train_fraction": train_fraction, "split_seed": split_seed,
+              "one_token": one_token},
         tokenizer=tok,
         prompt_len=2 * width + 2,
         answer_len=width,
@@ -311,14 +323,20 @@ def modular_addition(p: int = 97, *, train_fraction: float = 0.5, split_seed: in
     )
 
 
+def _number_symbols(p: int) -> str:
+    """p distinct characters, one per residue 0..p-1: NUMBER_SYMBOLS, then U+0100 onwards."""
+    extra = "".join(chr(0x100 + i) for i in range(max(0, p - len(NUMBER_SYMBOLS))))
+    return (NUMBER_SYMBOLS + extra)[:p]
+
+
 def count_letters(max_word_len: int = 10, *, n_letters: int = 6) -> Task:
     """`....abcaba:a=03`: how many times a letter occurs in a word.
 
     Words of 1..max_word_len letters drawn uniformly from the first n_letters of the
     alphabet (few letters, so counts above 1 are common), left-padded with "." to a fixed
     width; the letter asked about is drawn from the same letters. The count is written
-    with as many digits as max_word_len has. One token per character here: the lessons
-    show how much harder this gets when BPE hides the letters inside tokens.
+    with as many digits as max_word_len has. One token per character here: lesson 10
+    shows how much harder this gets when BPE hides the letters inside tokens.
     """
     if not 1 <= max_word_len <= 99 or not 1 <= n_letters <= 26:
         raise ValueError(

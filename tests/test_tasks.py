@@ -78,6 +78,7 @@ def test_train_and_test_problems_never_overlap(task):
         (addition(3, reverse_answer=True), "123+045=", "8610"),
         (addition(2), "99+99=", "198"),
         (modular_addition(23), "15+17=", "09"),
+        (modular_addition(23, one_token=True), "f+h=", "9"),
         (count_letters(10, n_letters=6), "....abcaba:a=", "03"),
         (count_letters(9, n_letters=6), ".....fedd:c=", "0"),
         (make_task("copy", length=4), "4721=", "4721"),
@@ -104,6 +105,20 @@ def test_modular_addition_split_is_fixed_by_its_seed():
     np.testing.assert_array_equal(a.is_test(prompts), b.is_test(prompts))
     assert not np.array_equal(a.is_test(prompts), c.is_test(prompts))
     assert 0.3 < a.is_test(prompts).mean() < 0.7  # train_fraction 0.5
+
+
+def test_modular_addition_one_token_ids_are_the_numbers():
+    p = 113  # more residues than 0-9a-zA-Z: the symbols go on into Unicode letters
+    digits, one = modular_addition(p), modular_addition(p, one_token=True)
+    assert one.tokenizer.vocab_size == p + 2 and (one.prompt_len, one.answer_len) == (4, 1)
+    prompts, answers = one.problems(np.random.default_rng(0), 500)
+    a, b = prompts[:, 0], prompts[:, 2]
+    np.testing.assert_array_equal(answers[:, 0], (a + b) % p)
+    # the same pairs are held out as in the decimal version
+    as_digits = np.stack([a // 100, a // 10 % 10, a % 10, np.full_like(a, 10),
+                          b // 100, b // 10 % 10, b % 10, np.full_like(a, 11)], axis=1)
+    np.testing.assert_array_equal(one.is_test(prompts), digits.is_test(as_digits))
+    assert not one.is_test(prompts).any()  # problems() drew from the train split only
 
 
 def test_unknown_task_and_bad_sizes_say_what_to_do():
