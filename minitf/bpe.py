@@ -172,6 +172,7 @@ def train_simple(
     Same result as `Tokenizer.train`, but every merge recounts the whole text, so it
     takes minutes on a megabyte. Chunks are counted once so that a repeated word costs
     one pass. Ties go to the greatest (bytes_a, bytes_b).
+    Lesson 2 explains it.
     """
     n_merges = check_vocab_size(vocab_size, special_tokens)
     chunks = count_chunks(text, pattern, special_tokens)

@@ -83,6 +83,7 @@ def init_params(config: Config, key: jax.Array) -> Params:
 
     The two projections that write into the residual stream (attention out, MLP out)
     are scaled by 1/sqrt(2 * n_layer) so the stream's variance doesn't grow with depth.
+    Lesson 5 explains it.
     """
     D, M, V = config.d_model, config.d_mlp, config.vocab_size
     std = 0.02
@@ -133,7 +134,9 @@ def unembed_matrix(params: Params, config: Config) -> jax.Array:
 
 
 def count_params(params: Params) -> int:
-    """Total number of scalars in a parameter pytree."""
+    """Total number of scalars in a parameter pytree.
+    Lesson 5 explains it.
+    """
     return sum(x.size for x in jax.tree_util.tree_leaves(params))
 
 
@@ -141,7 +144,9 @@ def count_params(params: Params) -> int:
 
 
 def layer_norm(x: jax.Array, norm: dict) -> jax.Array:
-    """Normalize each vector to mean 0, variance 1, then scale and shift. [..., D] -> [..., D]"""
+    """Normalize each vector to mean 0, variance 1, then scale and shift. [..., D] -> [..., D]
+    Lesson 5 explains it.
+    """
     mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
     var = x.var(axis=-1, keepdims=True)  # (..., 1)
     lead = (1,) * (x.ndim - 1)  # broadcast scale and bias over every leading axis, explicitly
@@ -156,7 +161,9 @@ def split_heads(x: jax.Array, n_head: int) -> jax.Array:
 
 
 def qkv(x: jax.Array, attn: dict, n_head: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Queries, keys and values for every position. [T, D] -> 3 x [T, H, K]"""
+    """Queries, keys and values for every position. [T, D] -> 3 x [T, H, K]
+    Lesson 4 explains it.
+    """
     # one matmul computes all three; [None] shares the bias across positions
     q, k, v = jnp.split(x @ attn["w_qkv"] + attn["b_qkv"][None], 3, axis=-1)  # 3 x (T, D)
     return split_heads(q, n_head), split_heads(k, n_head), split_heads(v, n_head)
@@ -169,6 +176,7 @@ def attend(
 
     [T, H, K] queries, [S, H, K] keys and values, [T, S] bool mask (True = may attend)
     -> z [T, H, K] (the mixed values) and attn_pattern [H, T, S] (rows sum to 1).
+    Lesson 4 explains it.
     """
     # scale by sqrt(K) so the dot products keep unit variance and the softmax doesn't saturate
     scores = jnp.einsum("thk,shk->hts", q, k) / math.sqrt(q.shape[-1])  # (H, T, S)
@@ -181,18 +189,24 @@ def attend(
 
 
 def causal_mask(T: int) -> jax.Array:
-    """Position t may attend to positions 0..t: a lower-triangular [T, T] bool matrix."""
+    """Position t may attend to positions 0..t: a lower-triangular [T, T] bool matrix.
+    Lesson 4 explains it.
+    """
     return jnp.tril(jnp.ones((T, T), dtype=bool))  # (T, T)
 
 
 def attn_output(z: jax.Array, attn: dict) -> jax.Array:
-    """Concatenate the heads and project back into the residual stream. [T, H, K] -> [T, D]"""
+    """Concatenate the heads and project back into the residual stream. [T, H, K] -> [T, D]
+    Lesson 4 explains it.
+    """
     T, H, K = z.shape
     return z.reshape(T, H * K) @ attn["w_out"] + attn["b_out"][None]  # (T, D)
 
 
 def mlp(x: jax.Array, mlp_params: dict) -> jax.Array:
-    """Two-layer perceptron applied to each position on its own. [T, D] -> [T, D]"""
+    """Two-layer perceptron applied to each position on its own. [T, D] -> [T, D]
+    Lesson 5 explains it.
+    """
     pre = x @ mlp_params["w_in"] + mlp_params["b_in"][None]  # (T, M)
     hidden = jax.nn.gelu(pre, approximate=True)  # (T, M)
     return hidden @ mlp_params["w_out"] + mlp_params["b_out"][None]  # (T, D)
@@ -203,6 +217,7 @@ def logits_from_resid(params: Params, config: Config, resid: jax.Array) -> jax.A
 
     The model's own output uses this on the last residual; the logit lens uses it on
     every layer's residual.
+    Lesson 8 explains it.
     """
     normed = layer_norm(resid, params["ln_final"])  # (..., D)
     return normed @ unembed_matrix(params, config).T  # (..., V)
@@ -244,6 +259,7 @@ def forward(
     `blocks.{l}.attn_pattern` [B, H, T, T], `blocks.{l}.resid_mid`, `blocks.{l}.resid_post`,
     `blocks.{l}.attn_z` [B, T, H, K], `blocks.{l}.attn_out`, `blocks.{l}.mlp_out` and
     `ln_final.out` (each [B, T, D] unless noted), so nothing is computed twice.
+    Lesson 5 explains it.
     """
     tokens = jnp.asarray(tokens)
     if tokens.ndim != 2:
