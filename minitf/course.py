@@ -118,9 +118,6 @@ def trained_model(task_name: str = "addition", *, steps: int | None = None, seed
     (3, 8, 9) don't each train it. Quick mode trains for half the default steps unless
     `steps` is given. Delete the cache folder to retrain.
     """
-    import jax
-
-    from minitf.checkpoint import load_checkpoint
     from minitf.tasks import config_for, make_task, train_defaults
     from minitf.train import train
 
@@ -130,17 +127,32 @@ def trained_model(task_name: str = "addition", *, steps: int | None = None, seed
         steps = defaults["steps"] // 2 if quick_mode() else defaults["steps"]
     config = config_for(task, **defaults["model"])
     spec = "-".join(f"{k}{v}" for k, v in sorted(task.spec.items()))
-    folder = cache_dir() / f"{task.name}-{spec}-steps{steps}-seed{seed}"
-    checkpoint = folder / "checkpoint"
+
+    def fit() -> dict:
+        return train(config, task, steps=steps, batch_size=defaults["batch_size"],
+                     lr=defaults["lr"], weight_decay=defaults.get("weight_decay", 0.1),
+                     seed=seed, progress=False).params  # fmt: skip
+
+    name = f"{task.name}-{spec}-steps{steps}-seed{seed}"
+    return cached_params(name, config, steps, fit), config, task
+
+
+def cached_params(name: str, config, steps: int, fit) -> dict:
+    """Parameters that `fit()` trains for `steps` steps, trained once and then loaded from
+    `cache_dir()/name/checkpoint` (while its config and step count still match)."""
+    import jax
+
+    from minitf.checkpoint import load_checkpoint, save_checkpoint
+
+    checkpoint = cache_dir() / name / "checkpoint"
     if (checkpoint / "config.json").is_file():
         saved = load_checkpoint(checkpoint)
         if saved.config == config and saved.step == steps:
-            return saved.params, config, task
-    print(f"training {task.name} {task.spec} for {steps} steps (once; cached in {folder})")
-    result = train(config, task, steps=steps, batch_size=defaults["batch_size"],
-                   lr=defaults["lr"], weight_decay=defaults.get("weight_decay", 0.1),
-                   seed=seed, out=folder, progress=False)  # fmt: skip
-    return jax.device_get(result.params), config, task  # host arrays, like a checkpoint
+            return saved.params
+    print(f"training {name} for {steps} steps (once; cached in {checkpoint.parent})")
+    params = jax.device_get(fit())  # host arrays, like a loaded checkpoint
+    save_checkpoint(checkpoint, params, config, None, steps)
+    return params
 
 
 # --- student and solution versions -----------------------------------------------------

@@ -218,22 +218,15 @@ def trained_model(steps: int, seed: int = 0) -> tuple[Params, Config, WordTokeni
     Trained once with `minitf.train.train`, then loaded from `minitf.course.cache_dir()`
     (like `course.trained_model`), so re-running lesson 12 does not train again.
     """
-    from minitf.checkpoint import load_checkpoint, save_checkpoint  # lessons only
-    from minitf.course import cache_dir
+    from minitf.course import cached_params  # lessons only
     from minitf.train import train
 
-    tokenizer = vocabulary()
+    tokenizer = vocabulary()  # rebuilt each time, so the cached checkpoint stores none
     config = model_config(tokenizer)
-    checkpoint = cache_dir() / f"seahorse-language-steps{steps}-seed{seed}" / "checkpoint"
-    if (checkpoint / "config.json").is_file():
-        saved = load_checkpoint(checkpoint)
-        if saved.config == config and saved.step == steps:
-            return saved.params, config, tokenizer
-    print(f"training the seahorse toy language model for {steps} steps "
-          f"(once; cached in {checkpoint.parent})")  # fmt: skip
-    result = train(config, ToyLanguage(tokenizer), steps=steps, seed=seed, progress=False,
-                   **TRAIN)  # fmt: skip
-    params = jax.device_get(result.params)  # host arrays, like a loaded checkpoint
-    # vocabulary() rebuilds the tokenizer, so the checkpoint stores none
-    save_checkpoint(checkpoint, params, config, None, steps)
+
+    def fit() -> Params:
+        return train(config, ToyLanguage(tokenizer), steps=steps, seed=seed, progress=False,
+                     **TRAIN).params  # fmt: skip
+
+    params = cached_params(f"seahorse-language-steps{steps}-seed{seed}", config, steps, fit)
     return params, config, tokenizer
