@@ -285,8 +285,8 @@ print("all numbers as expected")
 # ## Where this lives in minitf/
 #
 # - `minitf/model.py`: `init_params` makes `embed` `(V, D)` and `pos_embed`
-#   `(max_len, D)`; `_forward_one` starts with the lookup
-#   `jnp.take(params["embed"], tokens, axis=0) + params["pos_embed"][:T]`;
+#   `(max_len, D)`; `_forward_rows` starts with the lookup
+#   `jnp.take(params["embed"], tokens, axis=0) + params["pos_embed"][None, :T]`;
 #   `unembed_matrix` is the other end (lesson 5).
 # - `minitf/plots.py`: `pca_2d` and `plot_embeddings_pca`.
 # - `minitf/vectors.py`: `nearest_tokens`, the nearest-token question for any vector.

@@ -185,7 +185,7 @@ print("all numbers as expected")
 # %% [markdown]
 # ## Where this lives in minitf/
 #
-# - `minitf/model.py`: `_forward_one` (the block, written out in the loop over
+# - `minitf/model.py`: `_forward_rows` (the block, written out in the loop over
 #   `params["blocks"]`), `layer_norm`, `mlp`, `logits_from_resid`, `count_params`,
 #   `init_params` (the `1/sqrt(2 n_layer)` scaling).
 # - `minitf/lens.py`: the logit lens applies `logits_from_resid` to every layer's

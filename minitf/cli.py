@@ -601,12 +601,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def setup_jax() -> None:
-    """A compilation cache on disk, so a second run of the same command skips most of the
-    JIT compilation. (One host device per core, minitf/devices.py, is opt-in: set
+    """Cheaper JIT compilation (-O2, and a cache on disk, so a second run of the same
+    command skips most of it). (One host device per core, minitf/devices.py, is opt-in: set
     XLA_FLAGS=--xla_force_host_platform_device_count=2 yourself; see the README.)"""
-    from minitf.devices import enable_compilation_cache
+    from minitf.devices import setup_compilation
 
-    enable_compilation_cache()
+    setup_compilation()
 
 
 if __name__ == "__main__":

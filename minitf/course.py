@@ -338,9 +338,9 @@ def setup_matplotlib() -> None:
     Also keeps JAX's compiled code on disk, so a lesson's second run starts faster."""
     import matplotlib
 
-    from minitf.devices import enable_compilation_cache
+    from minitf.devices import setup_compilation
 
-    enable_compilation_cache()
+    setup_compilation()
 
     if "ipykernel" not in sys.modules:
         matplotlib.use("Agg")

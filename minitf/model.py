@@ -3,18 +3,21 @@
 Read it top-down: `Config` says how big the model is, `init_params` makes the matrices,
 and `forward` runs tokens through embeddings, a stack of pre-norm blocks (causal
 multi-head self-attention, then a GELU MLP, each adding its output to the residual
-stream), a final layer norm and the unembedding. The core is written for one sequence,
-where two-dimensional shapes are easy to follow; `forward` batches it with `jax.vmap`.
+stream), a final layer norm and the unembedding. Each piece is written for a matrix of
+positions, one row per position, where two-dimensional shapes are easy to follow. Only
+attention mixes positions, so `forward` stacks the positions of every sequence into one
+[B*T, D] matrix and runs attention per sequence with `jax.vmap`.
 Left out on purpose: dropout (toy tasks don't need it) and any module framework.
 
 Shape letters used in the comments:
     B batch, T sequence (query positions), S key positions, D d_model,
-    H heads, K head dimension (D // H), M d_mlp, V vocab size.
+    H heads, K head dimension (D // H), M d_mlp, V vocab size, BT = B * T positions.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import jax
@@ -88,10 +91,18 @@ def init_params(config: Config, key: jax.Array) -> Params:
     D, M, V = config.d_model, config.d_mlp, config.vocab_size
     std = 0.02
     resid_std = std / math.sqrt(2 * config.n_layer)
-    keys = iter(jax.random.split(key, 3 + 4 * config.n_layer))
+    # every matrix, in the order they are made below
+    block_shapes = [(D, 3 * D), (D, D), (D, M), (M, D)]  # w_qkv, attn w_out, w_in, mlp w_out
+    shapes = [(V, D), (config.max_len, D)] + block_shapes * config.n_layer
+    shapes += [] if config.tie_embeddings else [(V, D)]
+    sizes = [math.prod(shape) for shape in shapes]
+    # One draw for all of them, cut into pieces: XLA compiles one random-number kernel in
+    # a fraction of a second, where one draw per matrix cost ~2 s of compilation.
+    noise = jax.random.normal(key, (sum(sizes),), dtype=jnp.float32)  # (total,)
+    pieces = iter(jnp.split(noise, list(itertools.accumulate(sizes))[:-1]))
 
     def normal(shape: tuple[int, ...], scale: float = std) -> jax.Array:
-        return scale * jax.random.normal(next(keys), shape, dtype=jnp.float32)
+        return scale * next(pieces).reshape(shape)
 
     def norm() -> dict:
         return {"scale": jnp.ones(D), "bias": jnp.zeros(D)}
@@ -121,10 +132,8 @@ def init_params(config: Config, key: jax.Array) -> Params:
                 },
             }
         )
-    unembed_key = next(keys)
     if not config.tie_embeddings:
-        # (V, D): the lm_head, logits = resid @ unembed.T, no bias
-        params["unembed"] = std * jax.random.normal(unembed_key, (V, D), dtype=jnp.float32)
+        params["unembed"] = normal((V, D))  # (V, D): the lm_head, logits = resid @ unembed.T
     return params
 
 
@@ -226,28 +235,43 @@ def logits_from_resid(params: Params, config: Config, resid: jax.Array) -> jax.A
 # --- the whole model ---------------------------------------------------------------------
 
 
-def _forward_one(params: Params, tokens: jax.Array, config: Config) -> tuple[jax.Array, dict]:
-    """One sequence through the model. [T] int -> logits [T, V] and an activation dict."""
-    T = tokens.shape[0]
+def _forward_rows(params: Params, tokens: jax.Array, config: Config) -> tuple[jax.Array, dict]:
+    """Every sequence at once. [B, T] int -> logits [B, T, V] and an activation dict.
+
+    Embeddings, layer norms, the MLP and every projection treat each position on its own,
+    so the residual stream is one [B*T, D] matrix of rows and each weight matrix meets
+    all positions in a single 2-D product (on a CPU about 20% faster to train than a
+    batch of per-sequence products). Attention, the one step that mixes positions, sees
+    the rows regrouped by sequence.
+    """
+    B, T = tokens.shape
+    rows = lambda x: x.reshape(B * T, *x.shape[2:])  # noqa: E731  (B, T, ...) -> (B*T, ...)
+    seqs = lambda x: x.reshape(B, T, *x.shape[1:])  # noqa: E731  (B*T, ...) -> (B, T, ...)
+    attend_each = jax.vmap(attend, in_axes=(0, 0, 0, None))  # one sequence at a time
     acts = {}
     # jnp.take (not embed[tokens]) also works when params are plain numpy arrays
-    resid = jnp.take(params["embed"], tokens, axis=0) + params["pos_embed"][:T]  # (T, D)
+    tok_embed = jnp.take(params["embed"], tokens, axis=0)  # (B, T, D)
+    resid = rows(tok_embed + params["pos_embed"][None, :T])  # (BT, D): [None] shares positions
     mask = causal_mask(T)  # (T, T)
     for layer, block in enumerate(params["blocks"]):
         name = f"blocks.{layer}"
-        acts[f"{name}.resid_pre"] = resid  # (T, D)
-        q, k, v = qkv(layer_norm(resid, block["ln1"]), block["attn"], config.n_head)  # (T, H, K)
-        z, acts[f"{name}.attn_pattern"] = attend(q, k, v, mask)  # (T, H, K), (H, T, T)
-        acts[f"{name}.attn_z"] = z  # (T, H, K): what each head writes, before w_out
-        acts[f"{name}.attn_out"] = attn_output(z, block["attn"])  # (T, D)
-        resid = resid + acts[f"{name}.attn_out"]  # (T, D)
-        acts[f"{name}.resid_mid"] = resid  # (T, D)
-        acts[f"{name}.mlp_out"] = mlp(layer_norm(resid, block["ln2"]), block["mlp"])  # (T, D)
-        resid = resid + acts[f"{name}.mlp_out"]  # (T, D)
-        acts[f"{name}.resid_post"] = resid  # (T, D)
-    acts["ln_final.out"] = layer_norm(resid, params["ln_final"])  # (T, D)
-    logits = acts["ln_final.out"] @ unembed_matrix(params, config).T  # (T, V)
-    return logits, acts
+        acts[f"{name}.resid_pre"] = seqs(resid)  # (B, T, D)
+        q, k, v = qkv(layer_norm(resid, block["ln1"]), block["attn"], config.n_head)  # (BT, H, K)
+        # (B, T, H, K) and the pattern (B, H, T, T)
+        z, acts[f"{name}.attn_pattern"] = attend_each(seqs(q), seqs(k), seqs(v), mask)
+        acts[f"{name}.attn_z"] = z  # (B, T, H, K): what each head writes, before w_out
+        attn_out = attn_output(rows(z), block["attn"])  # (BT, D)
+        acts[f"{name}.attn_out"] = seqs(attn_out)  # (B, T, D)
+        resid = resid + attn_out  # (BT, D)
+        acts[f"{name}.resid_mid"] = seqs(resid)  # (B, T, D)
+        mlp_out = mlp(layer_norm(resid, block["ln2"]), block["mlp"])  # (BT, D)
+        acts[f"{name}.mlp_out"] = seqs(mlp_out)  # (B, T, D)
+        resid = resid + mlp_out  # (BT, D)
+        acts[f"{name}.resid_post"] = seqs(resid)  # (B, T, D)
+    normed = layer_norm(resid, params["ln_final"])  # (BT, D)
+    acts["ln_final.out"] = seqs(normed)  # (B, T, D)
+    logits = normed @ unembed_matrix(params, config).T  # (BT, V)
+    return seqs(logits), acts  # (B, T, V)
 
 
 def forward(
@@ -274,5 +298,5 @@ def forward(
         )
     if not jnp.issubdtype(tokens.dtype, jnp.integer):
         raise ValueError(f"tokens must be integer ids; got dtype {tokens.dtype}")
-    logits, acts = jax.vmap(lambda seq: _forward_one(params, seq, config))(tokens)  # (B, T, V)
+    logits, acts = _forward_rows(params, tokens, config)  # (B, T, V)
     return (logits, acts) if cache else logits

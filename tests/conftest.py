@@ -1,4 +1,4 @@
-"""Shared test setup: strict numpy rank promotion and the path to ../shared/data."""
+"""Shared test setup: faster compilation, strict numpy rank promotion, ../shared/data."""
 
 from __future__ import annotations
 
@@ -6,6 +6,12 @@ from pathlib import Path
 
 import jax
 import pytest
+
+from minitf.devices import setup_compilation
+
+# the same -O2 code generation and disk cache as the CLI and the lessons: the suite is
+# mostly JIT compilation
+setup_compilation()
 
 # silent broadcasting between arrays of different rank hides shape bugs: make it an error
 jax.config.update("jax_numpy_rank_promotion", "raise")

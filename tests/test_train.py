@@ -48,8 +48,9 @@ def test_loss_counts_only_answer_tokens():
 
 
 # Golden run: produced by running this test's train(...) call once on a CPU (jax 0.10.2)
-# and pasting the final loss. Highest matmul precision so a GPU's TF32 can't move it.
-GOLDEN_LOSS_AFTER_50_STEPS = 1.6824613809585571
+# and pasting the final loss (again whenever init_params changes its random stream).
+# Highest matmul precision so a GPU's TF32 can't move it.
+GOLDEN_LOSS_AFTER_50_STEPS = 1.7500683069229126
 
 
 def test_golden_run():
