@@ -292,13 +292,13 @@ plt.close(fig)
 #
 # | quantity | value |
 # |---|---|
-# | exact match of the model | > 99% |
+# | exact match of the model | > 99% (quick mode, half the training: > 98%) |
 # | last lens row vs the model's log-probs | equal (max diff < 1e-4) |
 # | logit lens, embeddings: right hundreds/tens/units digit on top | < 25% (about 10%) |
 # | logit lens, after block 0: right thousands digit on top | > 90% (about 97%) |
 # | logit lens, after block 0: right hundreds/tens/units digit on top | 15-55% (about 30%) |
 # | logit lens, after block 0: KL to final for hundreds/tens/units | > 1 nat (2-6) |
-# | right digit on top at the output / KL there | > 98% / 0 |
+# | right digit on top at the output / KL there | > 98% (quick: > 96%) / 0 |
 # | tuned lens KL after block 0 (all positions) | < 30% of the logit lens's |
 # | tuned lens, after block 0: right tens and units digit on top | > 85% (90-100%) |
 # | tuned lens, after block 0: hundreds digit | lower than tens and units (70-80%) |
@@ -311,13 +311,13 @@ plt.close(fig)
 # Checked below.
 
 # %%
-assert exact > 0.99, exact
+assert exact > (0.98 if QUICK else 0.99), exact
 assert last_row_diff < 1e-4, last_row_diff
 assert np.all(top1[0, 1:] < 0.25), top1[0]
 assert top1[1, 0] > 0.9, top1[1]
 assert np.all((top1[1, 1:] > 0.15) & (top1[1, 1:] < 0.55)), top1[1]
 assert np.all(kl[1, 1:] > 1.0), kl[1]
-assert np.all(top1[-1] > 0.98) and np.all(kl[-1] == 0), (top1[-1], kl[-1])
+assert np.all(top1[-1] > (0.96 if QUICK else 0.98)) and np.all(kl[-1] == 0), (top1[-1], kl[-1])
 assert kl_tuned[1] < 0.3 * kl_logit[1], (kl_tuned, kl_logit)
 assert np.all(tuned_top1[1, 2:] > 0.85), tuned_top1[1]
 assert tuned_top1[1, 1] < tuned_top1[1, 2:].min(), tuned_top1[1]

@@ -25,6 +25,7 @@ import numpy as np
 
 from minitf.chars import CharTokenizer
 from minitf.model import Config, Params, init_params
+from minitf.words import WordTokenizer
 
 FORMAT = "minitf-checkpoint-1"  # written into config.json; a folder without it is foreign
 
@@ -35,7 +36,7 @@ class Checkpoint:
 
     params: Params  # the model's parameter pytree (numpy arrays)
     config: Config
-    tokenizer: object  # a CharTokenizer (toy tasks) or a minitf.bpe.Tokenizer
+    tokenizer: object  # a CharTokenizer (toy tasks), WordTokenizer or minitf.bpe.Tokenizer
     step: int  # optimizer steps taken
     opt_state: dict[str, np.ndarray] | None  # flat {path: array}; see `unflatten`
     task: dict | None  # {"name": ..., **spec}: minitf.tasks.make_task(**task) rebuilds it
@@ -90,7 +91,7 @@ def unflatten(template, flat: dict[str, np.ndarray], what: str = "arrays"):
 def _describe_tokenizer(tokenizer, folder: Path) -> dict | None:
     if tokenizer is None:
         return None
-    if isinstance(tokenizer, CharTokenizer):
+    if hasattr(tokenizer, "to_dict"):  # CharTokenizer, WordTokenizer: a small JSON dict
         return tokenizer.to_dict()
     if hasattr(tokenizer, "save"):  # a minitf.bpe.Tokenizer: its own human-readable file
         tokenizer.save(folder / "tokenizer.bpe")
@@ -101,8 +102,9 @@ def _describe_tokenizer(tokenizer, folder: Path) -> dict | None:
 def _load_tokenizer(description: dict | None, folder: Path):
     if description is None:
         return None
-    if description.get("kind") == "chars":
-        return CharTokenizer.from_dict(description)
+    small = {"chars": CharTokenizer, "words": WordTokenizer}.get(description.get("kind"))
+    if small is not None:
+        return small.from_dict(description)
     if description.get("kind") == "bpe":
         from minitf.bpe import Tokenizer  # only checkpoints of text models need BPE
 

@@ -1,10 +1,12 @@
-"""Use every CPU core for training: one XLA host device per core; compile faster.
+"""Compile faster, and optionally split a CPU into several XLA host devices.
 
-XLA:CPU runs most of a small model's matrix products on one core, so a 2-core laptop
-trains at about half speed. Splitting the batch over several *host devices* — the same
-data-parallel code `minitf.train` uses for several GPUs — puts every core to work.
-The number of host devices is read from `XLA_FLAGS` once, when jax starts its CPU
-backend, so `configure_cpu_devices()` must run before the first `import jax`:
+`setup_compilation()` makes JIT compilation cheaper (see its docstring); the `minitf`
+command, the lessons and the tests call it.
+
+Host devices: XLA can present one CPU as several devices, so that the data-parallel code
+`minitf.train` uses for several GPUs runs on a laptop. The number is read from
+`XLA_FLAGS` once, when jax starts its CPU backend, so `configure_cpu_devices()` must run
+before jax computes anything (and before `setup_compilation`, which also sets XLA_FLAGS):
 
     from minitf.devices import configure_cpu_devices
     configure_cpu_devices()  # before jax is imported
@@ -12,7 +14,9 @@ backend, so `configure_cpu_devices()` must run before the first `import jax`:
     jax.devices()  # [CpuDevice(id=0), CpuDevice(id=1)] on a 2-core machine
 
 It never overrides a user's own `XLA_FLAGS` (set it to anything, even "", to opt out),
-and on a machine with a GPU the extra host devices are unused: jax picks the GPU.
+and on a machine with a GPU the extra host devices are unused: jax picks the GPU. It is
+not the default: XLA already runs big matrix products on every core, and splitting the
+batch changes the order of floating-point sums (see the README's "Several devices").
 """
 
 from __future__ import annotations

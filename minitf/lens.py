@@ -190,7 +190,8 @@ class LensResult:
             [name] + row for name, row in zip(layer_names(self.n_rows - 1), cells, strict=True)
         ]
         widths = [max(len(row[j]) for row in rows) for j in range(k + 1)]  # per column
-        context = "".join(display_token(self.tokenizer, t) for t in self.tokens[: p + 1])
+        separator = getattr(self.tokenizer, "separator", "")  # " " between whole words
+        context = separator.join(display_token(self.tokenizer, t) for t in self.tokens[: p + 1])
         lines = [f"{self.name}: the token after position {p}, having read {context}"]
         lines += [
             "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows

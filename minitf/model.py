@@ -17,7 +17,6 @@ Shape letters used in the comments:
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 
 import jax
@@ -91,18 +90,10 @@ def init_params(config: Config, key: jax.Array) -> Params:
     D, M, V = config.d_model, config.d_mlp, config.vocab_size
     std = 0.02
     resid_std = std / math.sqrt(2 * config.n_layer)
-    # every matrix, in the order they are made below
-    block_shapes = [(D, 3 * D), (D, D), (D, M), (M, D)]  # w_qkv, attn w_out, w_in, mlp w_out
-    shapes = [(V, D), (config.max_len, D)] + block_shapes * config.n_layer
-    shapes += [] if config.tie_embeddings else [(V, D)]
-    sizes = [math.prod(shape) for shape in shapes]
-    # One draw for all of them, cut into pieces: XLA compiles one random-number kernel in
-    # a fraction of a second, where one draw per matrix cost ~2 s of compilation.
-    noise = jax.random.normal(key, (sum(sizes),), dtype=jnp.float32)  # (total,)
-    pieces = iter(jnp.split(noise, list(itertools.accumulate(sizes))[:-1]))
+    keys = iter(jax.random.split(key, 3 + 4 * config.n_layer))
 
     def normal(shape: tuple[int, ...], scale: float = std) -> jax.Array:
-        return scale * next(pieces).reshape(shape)
+        return scale * jax.random.normal(next(keys), shape, dtype=jnp.float32)
 
     def norm() -> dict:
         return {"scale": jnp.ones(D), "bias": jnp.zeros(D)}
@@ -132,8 +123,10 @@ def init_params(config: Config, key: jax.Array) -> Params:
                 },
             }
         )
+    unembed_key = next(keys)
     if not config.tie_embeddings:
-        params["unembed"] = normal((V, D))  # (V, D): the lm_head, logits = resid @ unembed.T
+        # (V, D): the lm_head, logits = resid @ unembed.T, no bias
+        params["unembed"] = std * jax.random.normal(unembed_key, (V, D), dtype=jnp.float32)
     return params
 
 

@@ -10,10 +10,11 @@ uninterrupted run sees and ends with bit-identical parameters.
 Data parallel: the batch is split across `jax.devices()` along a one-axis mesh named
 "batch" and the parameters are replicated; the `jax.jit` step is written as if for one
 device, and XLA inserts the all-reduce that averages the gradients. On one CPU the mesh
-has one device and nothing changes. XLA:CPU runs a small model's matrix products on
-one core; one host device per core (`minitf.devices.configure_cpu_devices`, i.e.
-`XLA_FLAGS=--xla_force_host_platform_device_count=2` on 2 cores, set before jax is
-imported) lets the same data-parallel step use both.
+has one device and nothing changes (XLA already spreads big matrix products over the
+cores). Host devices (`minitf.devices.configure_cpu_devices`, i.e.
+`XLA_FLAGS=--xla_force_host_platform_device_count=2`, set before jax starts) run the
+same data-parallel step on one machine; `benchmarks/train.py --devices 2` shows
+whether that is faster on yours.
 
 Several hosts: start the same script on every host with
 
@@ -217,6 +218,10 @@ def train(
     Lesson 6 walks through it.
     """
     _check_settings(config, task, steps, batch_size, lr, out, resume)
+    for name, every in [("eval_every", eval_every), ("checkpoint_every", checkpoint_every),
+                        ("snapshot_every", snapshot_every)]:  # fmt: skip
+        if every < 0:
+            raise ValueError(f"{name} must be 0 (never) or a positive number of steps; got {every}")
     warmup = max(1, steps // 20) if warmup is None else warmup
     out = Path(out) if out is not None else None
     writer = jax.process_index() == 0  # on several hosts only the first one writes files

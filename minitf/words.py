@@ -17,6 +17,8 @@ class WordTokenizer:
     Lesson 11 grows one by a word; lesson 12's toy language is written in one.
     """
 
+    separator = " "  # between tokens when they are shown one after another
+
     def __init__(self, words: Iterable[str]) -> None:
         self.words: list[str] = list(words)
         self.ids: dict[str, int] = {}
@@ -43,7 +45,7 @@ class WordTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         """[3, 10, 11] -> 'emoji-of sea horse' (words joined by single spaces)."""
-        return " ".join(self.words[int(i)] for i in ids)
+        return self.separator.join(self.words[int(i)] for i in ids)
 
     def token_str(self, token_id: int) -> str:
         """The word for one id, as the logit lens prints it."""

@@ -25,6 +25,7 @@ from minitf.lens import (
 )
 from minitf.model import Config, forward, init_params, logits_from_resid
 from minitf.tuned_lens import TunedLens, kl_per_layer, plot_lens_comparison, train_tuned_lens
+from minitf.words import WordTokenizer
 
 TOK = CharTokenizer("0123456789+= ")
 CONFIG = Config(vocab_size=TOK.vocab_size, n_layer=2, n_head=2, d_model=16, d_mlp=32, max_len=16)
@@ -112,6 +113,13 @@ def test_table_lists_layers_and_top_tokens(result):
         for token in row:
             assert f" {display_token(TOK, token)} " in line
     assert "12+34=" in lines[0]
+
+
+def test_table_context_keeps_the_spaces_between_words(params):
+    words = WordTokenizer([str(d) for d in range(10)] + ["plus", "equals", "x"])
+    text = "1 plus 2 equals"
+    lens = logit_lens(params, CONFIG, jnp.array(words.encode(text)), tokenizer=words)
+    assert f"having read {text}" in lens.table(position=3).splitlines()[0]
 
 
 def test_plot_returns_a_figure_and_writes_a_png(result, tmp_path):
