@@ -295,7 +295,7 @@ plt.close(fig)
 # | exact match of the model | > 99% (quick mode, half the training: > 98%) |
 # | last lens row vs the model's log-probs | equal (max diff < 1e-4) |
 # | logit lens, embeddings: right hundreds/tens/units digit on top | < 25% (about 10%) |
-# | logit lens, after block 0: right thousands digit on top | > 90% (about 97%) |
+# | logit lens, after block 0: right thousands digit on top | > 90% (about 94-98%) |
 # | logit lens, after block 0: right hundreds/tens/units digit on top | 15-55% (about 30%) |
 # | logit lens, after block 0: KL to final for hundreds/tens/units | > 1 nat (2-6) |
 # | right digit on top at the output / KL there | > 98% (quick: > 96%) / 0 |
