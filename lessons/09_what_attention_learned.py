@@ -266,9 +266,9 @@ plt.close(fig)
 
 # %% [markdown]
 # Attention gathers the operand digits (the first half of this lesson), but its heads
-# write little of the answer's logit *directly*. The MLPs write it: block 1's MLP for the
-# hundreds, tens and units digits, block 0's MLP for the thousands digit (which lesson 8
-# found ready after block 0). A direct effect is not the whole story either: a head's
+# write little of the answer's logit *directly*. The MLPs write it, block 1's most of all;
+# block 0's MLP writes its largest share for the thousands digit (which lesson 8 found
+# ready after block 0). A direct effect is not the whole story either: a head's
 # output also feeds the MLPs after it, and that indirect effect is not counted here.
 #
 # ## What you should see
@@ -278,12 +278,13 @@ plt.close(fig)
 # | layer 0, each answer digit: mass on its own column (mean over heads) | > 0.45 (0.55-0.9) |
 # | ... and the own column is the digit's largest | yes (thousands: hundreds column) |
 # | layer 0, thousands digit: mass on the tens column | > 0.15 (about 0.3) |
-# | layer 0, best head on the carry column: thousands digit / tens digit | > 0.7 / > 0.9 |
+# | layer 0, best head on the carry column: thousands digit / tens digit | > 0.5 / > 0.9 |
 # | layer 0, best head on the tens column for the hundreds digit | < 0.4 |
 # | layer 1, largest column mass per answer digit | at least 0.15 below layer 0's |
 # | attribution pieces vs the model's logit | equal (difference < 1e-3) |
 # | MLPs' share of the right digit's logit | > 70% for every digit |
-# | largest component: thousands / the other digits | `0.mlp` / `1.mlp` |
+# | largest component: hundreds, tens, units | `1.mlp` |
+# | `0.mlp`'s share of the logit: thousands vs the other digits | largest for thousands |
 # | all attention (heads and biases): hundreds, tens, units | < 15% of the logit |
 #
 # Checked below.
@@ -291,14 +292,16 @@ plt.close(fig)
 # %%
 assert np.all(own > 0.45) and list(head_mean[0].argmax(-1)) == own_column, own
 assert head_mean[0, 0, 1] > 0.15, head_mean[0, 0]
-assert carry_heads["thousands"] > 0.7 and carry_heads["tens"] > 0.9, carry_heads
+assert carry_heads["thousands"] > 0.5 and carry_heads["tens"] > 0.9, carry_heads
 assert carry_heads["hundreds"] < 0.4, carry_heads
 assert np.all(head_mean[1].max(-1) < head_mean[0].max(-1) - 0.15), head_mean.max(-1)
 assert max_gap < 1e-3, max_gap
 mlp_share = sum(groups[f"{l}.mlp"] for l in range(L)) / logit  # (A,)
 assert np.all(mlp_share > 0.7), mlp_share
 largest = [labels[i] for i in mean_values.argmax(axis=1)]
-assert largest == ["0.mlp"] + ["1.mlp"] * (A - 1), largest
+assert largest[1:] == ["1.mlp"] * (A - 1), largest
+mlp0_share = groups["0.mlp"] / logit  # (A,)
+assert mlp0_share[0] > mlp0_share[1:].max(), mlp0_share
 attn_share = sum(groups[f"{l}.attn"] for l in range(L)) / logit  # (A,)
 assert np.all(np.abs(attn_share[1:]) < 0.15), attn_share
 print("all numbers as expected")
