@@ -88,10 +88,14 @@ def unflatten(template, flat: dict[str, np.ndarray], what: str = "arrays"):
 # --- tokenizers in config.json -------------------------------------------------------------
 
 
+# tokenizers small enough to live in config.json as a dict: {"kind": ..., ...}
+SMALL_TOKENIZERS = {"chars": CharTokenizer, "words": WordTokenizer}
+
+
 def _describe_tokenizer(tokenizer, folder: Path) -> dict | None:
     if tokenizer is None:
         return None
-    if hasattr(tokenizer, "to_dict"):  # CharTokenizer, WordTokenizer: a small JSON dict
+    if isinstance(tokenizer, tuple(SMALL_TOKENIZERS.values())):
         return tokenizer.to_dict()
     if hasattr(tokenizer, "save"):  # a minitf.bpe.Tokenizer: its own human-readable file
         tokenizer.save(folder / "tokenizer.bpe")
@@ -102,7 +106,7 @@ def _describe_tokenizer(tokenizer, folder: Path) -> dict | None:
 def _load_tokenizer(description: dict | None, folder: Path):
     if description is None:
         return None
-    small = {"chars": CharTokenizer, "words": WordTokenizer}.get(description.get("kind"))
+    small = SMALL_TOKENIZERS.get(description.get("kind"))
     if small is not None:
         return small.from_dict(description)
     if description.get("kind") == "bpe":

@@ -217,11 +217,9 @@ def train(
     keeps a host copy of the parameters that often in `TrainResult.snapshots`.
     Lesson 6 walks through it.
     """
-    _check_settings(config, task, steps, batch_size, lr, out, resume)
-    for name, every in [("eval_every", eval_every), ("checkpoint_every", checkpoint_every),
-                        ("snapshot_every", snapshot_every)]:  # fmt: skip
-        if every < 0:
-            raise ValueError(f"{name} must be 0 (never) or a positive number of steps; got {every}")
+    intervals = dict(eval_every=eval_every, checkpoint_every=checkpoint_every,
+                     snapshot_every=snapshot_every)  # fmt: skip
+    _check_settings(config, task, steps, batch_size, lr, out, resume, intervals)
     warmup = max(1, steps // 20) if warmup is None else warmup
     out = Path(out) if out is not None else None
     writer = jax.process_index() == 0  # on several hosts only the first one writes files
@@ -324,7 +322,7 @@ def _plot_title(task_spec: dict) -> str:
     return f"{task_spec['name']}({spec})\nthe loss drops in steps as each rule is learned"
 
 
-def _check_settings(config, task, steps, batch_size, lr, out, resume) -> None:
+def _check_settings(config, task, steps, batch_size, lr, out, resume, intervals) -> None:
     if config.vocab_size < task.tokenizer.vocab_size or config.max_len < task.seq_len:
         raise ValueError(
             f"the model (vocab_size={config.vocab_size}, max_len={config.max_len}) is too "
@@ -335,6 +333,9 @@ def _check_settings(config, task, steps, batch_size, lr, out, resume) -> None:
         raise ValueError(
             f"steps, batch_size and lr must be positive; got {steps}, {batch_size}, {lr}"
         )
+    for name, every in intervals.items():
+        if every < 0:
+            raise ValueError(f"{name} must be 0 (never) or a positive number of steps; got {every}")
     n_devices = jax.device_count()
     if jax.process_count() > 1 and batch_size % n_devices:
         raise ValueError(

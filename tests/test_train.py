@@ -49,8 +49,7 @@ def test_loss_counts_only_answer_tokens():
 
 
 # Golden run: produced by running this test's train(...) call once on a CPU (jax 0.10.2)
-# and pasting the final loss.
-# Highest matmul precision so a GPU's TF32 can't move it.
+# and pasting the final loss. Highest matmul precision so a GPU's TF32 can't move it.
 GOLDEN_LOSS_AFTER_50_STEPS = 1.6824613809585571
 
 
