@@ -257,6 +257,28 @@ def test_parameter_count_formula(tie):
     assert count_params(shapes) == expected
 
 
+@pytest.mark.parametrize("vocab_size", [13, 5000])  # 5000: an embedding too big to batch
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_each_matrix_is_the_normal_draw_of_its_own_key(vocab_size, mode):
+    """init_params batches its random draws to compile faster; the numbers must still be
+    exactly those of drawing each matrix from its own key, as trained models expect."""
+    config = Config(**{**TINY.to_dict(), "vocab_size": vocab_size})
+    init = init_params if mode == "eager" else _init_jit
+    params = init(config, jax.random.key(3))
+    keys = jax.random.split(jax.random.key(3), 3 + 4 * config.n_layer)
+    std, resid_std = 0.02, 0.02 / math.sqrt(2 * config.n_layer)
+    matrices = [(params["embed"], std), (params["pos_embed"], std)]
+    for block in params["blocks"]:
+        attn, mlp = block["attn"], block["mlp"]
+        matrices += [(attn["w_qkv"], std), (attn["w_out"], resid_std)]
+        matrices += [(mlp["w_in"], std), (mlp["w_out"], resid_std)]
+    matrices.append((params["unembed"], std))
+    for key, (matrix, scale) in zip(keys, matrices, strict=True):
+        draw = lambda key, shape=matrix.shape, scale=scale: scale * jax.random.normal(key, shape)  # noqa: E731
+        draw = draw if mode == "eager" else jax.jit(draw)
+        np.testing.assert_array_equal(matrix, draw(key))
+
+
 # --- errors ------------------------------------------------------------------------------
 
 
