@@ -164,16 +164,20 @@ def data_mesh(batch_size: int) -> Mesh:
     return Mesh(np.array(devices), ("batch",))
 
 
-# jit: one compiled program instead of dozens of small eager ones (seconds on a CPU)
-_init_params = jax.jit(init_params, static_argnums=0)
-
-
 @functools.lru_cache(maxsize=8)
 def _optimizer_and_step(config, lr, steps, warmup, weight_decay, clip, mesh):
-    """Build (and remember) the optimizer and jitted step, so that calling `train` again
-    with the same settings (resuming, tests) reuses the compiled step."""
+    """Build (and remember) the optimizer, the jitted initial state and the jitted step,
+    so that calling `train` again with the same settings (resuming, tests) reuses them."""
     optimizer = make_optimizer(lr, steps, warmup=warmup, weight_decay=weight_decay, clip=clip)
-    return optimizer, make_train_step(config, optimizer, mesh)
+
+    def init_state(key: jax.Array) -> tuple[Params, optax.OptState]:
+        """Fresh parameters and the optimizer's (zero) state for them."""
+        params = init_params(config, key)
+        return params, optimizer.init(params)
+
+    # jit: one compiled program instead of dozens of small eager ones (seconds on a CPU)
+    init_state = jax.jit(init_state, out_shardings=NamedSharding(mesh, PartitionSpec()))
+    return optimizer, init_state, make_train_step(config, optimizer, mesh)
 
 
 def _global_array(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -227,7 +231,9 @@ def train(
     mesh = data_mesh(batch_size)
     replicated = NamedSharding(mesh, PartitionSpec())
     split = NamedSharding(mesh, PartitionSpec("batch"))
-    optimizer, step_fn = _optimizer_and_step(config, lr, steps, warmup, weight_decay, clip, mesh)
+    optimizer, init_state, step_fn = _optimizer_and_step(
+        config, lr, steps, warmup, weight_decay, clip, mesh
+    )
     settings = {"seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr,
                 "warmup": warmup, "weight_decay": weight_decay, "clip": clip}  # fmt: skip
     task_spec = {"name": task.name, **task.spec}
@@ -241,8 +247,7 @@ def train(
         start = ckpt.step
         history = _read_history(out, start)
     else:
-        params = _init_params(config, jax.random.key(seed))
-        opt_state = optimizer.init(params)
+        params, opt_state = init_state(jax.random.key(seed))
     params, opt_state = jax.device_put((params, opt_state), replicated)
 
     def save(step: int) -> Path:
