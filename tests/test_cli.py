@@ -55,7 +55,8 @@ def test_resume_of_a_finished_run_only_evaluates(run_dir, capsys):
     ("argv", "message"),
     [
         (["train", "copy", "--digits", "3"], "--digits does not apply to task copy"),
-        (["train", "copy", "--steps", "0"], "must be positive"),
+        (["train", "copy", "--steps", "0"], "--steps must be positive"),
+        (["train", "copy", "--eval-every", "-1"], "--eval-every must be 0 (never) or"),
         (["train", "copy", "--d-model", "30", "--n-head", "4"], "divisible by n_head"),
         (["train", "copy", "--resume"], "--resume needs --out"),
         (["eval", "/nonexistent/minitf-run"], "no checkpoint"),
