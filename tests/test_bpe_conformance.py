@@ -30,7 +30,11 @@ PIECES = [
 NASTY_TEXT = st.lists(
     st.one_of(
         st.sampled_from(PIECES),
-        st.text(st.characters(exclude_categories=("Cs",)), max_size=8),
+        # any character assigned in this Python's Unicode tables (3.11: Unicode 14.0).
+        # Not "Cn": characters assigned later are letters to the `regex` module's newer
+        # tables but not to tiktoken's or tokenizers' older ones, so the splits differ
+        # there (e.g. U+323B0, Unicode 15); for Unicode 14.0 every character agrees.
+        st.text(st.characters(exclude_categories=("Cs", "Cn")), max_size=8),
     ),
     max_size=30,
 ).map("".join)
