@@ -344,7 +344,7 @@ def _run(args: argparse.Namespace, task_spec: dict, *, resume: bool = False) -> 
     import json
 
     from minitf.tasks import config_for, make_task, train_defaults
-    from minitf.train import train
+    from minitf.train import check_intervals, train
 
     task = make_task(**task_spec)
     defaults = train_defaults(task)
@@ -357,10 +357,7 @@ def _run(args: argparse.Namespace, task_spec: dict, *, resume: bool = False) -> 
     for name, value in [("--eval-n", args.eval_n), *((f"--{k}", v) for k, v in run.items())]:
         if value <= 0:
             raise ValueError(f"{name.replace('_', '-')} must be positive; got {value}")
-    intervals = {"--eval-every": args.eval_every, "--checkpoint-every": args.checkpoint_every}
-    for name, value in intervals.items():
-        if value < 0:
-            raise ValueError(f"{name} must be 0 (never) or a positive number of steps; got {value}")
+    check_intervals({"--eval-every": args.eval_every, "--checkpoint-every": args.checkpoint_every})
     print(f"task {task.name} {task.spec}: e.g. {task.examples(_rng(1), 1)[0]}")
     print(f"model {model}, {run['steps']} steps of {run['batch_size']} problems, lr {run['lr']}")
     result = train(

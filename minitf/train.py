@@ -327,6 +327,14 @@ def _plot_title(task_spec: dict) -> str:
     return f"{task_spec['name']}({spec})\nthe loss drops in steps as each rule is learned"
 
 
+def check_intervals(intervals: dict[str, int]) -> None:
+    """Every-N-steps settings, by name: 0 means never, a negative number is a mistake.
+    The CLI passes its flag names, so the message names what the user typed."""
+    for name, every in intervals.items():
+        if every < 0:
+            raise ValueError(f"{name} must be 0 (never) or a positive number of steps; got {every}")
+
+
 def _check_settings(config, task, steps, batch_size, lr, out, resume, intervals) -> None:
     if config.vocab_size < task.tokenizer.vocab_size or config.max_len < task.seq_len:
         raise ValueError(
@@ -338,9 +346,7 @@ def _check_settings(config, task, steps, batch_size, lr, out, resume, intervals)
         raise ValueError(
             f"steps, batch_size and lr must be positive; got {steps}, {batch_size}, {lr}"
         )
-    for name, every in intervals.items():
-        if every < 0:
-            raise ValueError(f"{name} must be 0 (never) or a positive number of steps; got {every}")
+    check_intervals(intervals)
     n_devices = jax.device_count()
     if jax.process_count() > 1 and batch_size % n_devices:
         raise ValueError(
