@@ -246,9 +246,9 @@ def train(
         opt_state = unflatten(jax.eval_shape(optimizer.init, params), ckpt.opt_state, "opt_state")
         start = ckpt.step
         history = _read_history(out, start)
+        params, opt_state = jax.device_put((params, opt_state), replicated)
     else:
-        params, opt_state = init_state(jax.random.key(seed))
-    params, opt_state = jax.device_put((params, opt_state), replicated)
+        params, opt_state = init_state(jax.random.key(seed))  # already replicated
 
     def save(step: int) -> Path:
         path = out / CHECKPOINT_DIR
