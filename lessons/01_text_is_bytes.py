@@ -14,7 +14,7 @@ import unicodedata
 import matplotlib.pyplot as plt
 
 from minitf import bpe, course
-from minitf.course_check import check_here
+from minitf.course.check import check_here
 
 course.setup_matplotlib()
 QUICK = course.quick_mode()

@@ -24,7 +24,7 @@ from collections import Counter
 import matplotlib.pyplot as plt
 
 from minitf import bpe, course
-from minitf.course_check import check_here
+from minitf.course.check import check_here
 
 course.setup_matplotlib()
 QUICK = course.quick_mode()
@@ -191,7 +191,7 @@ course.save_figure(fig, "02_bpe_compression.png")
 #
 # A word the corpus rarely contains falls apart into whatever pieces it did see. The
 # model then sees `str`, `a`, `w`, ... and never the letters of one word together: that
-# is why "how many r's in strawberry" is hard for a model (lesson 10).
+# is why "how many r's in strawberry" is hard for a model (lesson 13).
 
 # %%
 for word in [" strawberry", "strawberry", " return", " self.assertEqual"]:

@@ -1,4 +1,4 @@
-"""Figures: matplotlib with the Agg backend (files, no window), fixed size and dpi.
+"""Figures: matplotlib, one fixed size and dpi for every figure minitf draws.
 
 Each function draws one figure from numbers the library computed, labels its axes, gives
 it a title that says what to notice, and writes a PNG. Left out: interactive plotting.
@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
-matplotlib.use("Agg")  # draw into files; works without a display
-import matplotlib.pyplot as plt  # noqa: E402
-
+# No backend is forced here: a notebook keeps its inline figures, and a script or CI
+# machine without a display gets matplotlib's file-only Agg backend on its own.
 FIGSIZE = (7.0, 4.0)  # inches
-DPI = 120
+DPI = 100  # the lessons' figures and the library's share one resolution
 
 
 def plot_loss(history: dict, path: str | os.PathLike, *, title: str | None = None) -> Path:

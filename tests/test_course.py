@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from minitf import cli, course, course_check, course_teacher
+from minitf import cli, course
+from minitf.course import check as course_check
+from minitf.course import notebooks
+from minitf.course import teacher as course_teacher
 
 SOURCE = textwrap.dedent('''\
     # %% [markdown]
@@ -58,8 +61,8 @@ CHECKS = textwrap.dedent('''\
 
 
 def test_student_version_replaces_regions_keeping_indentation() -> None:
-    student = course.to_student(SOURCE)
-    assert course.BEGIN_SOLUTION not in student and "SCALE * x" not in student
+    student = notebooks.to_student(SOURCE)
+    assert notebooks.BEGIN_SOLUTION not in student and "SCALE * x" not in student
     assert '\n    raise NotImplementedError("TODO: write double")\n' in student
     assert '\n        raise NotImplementedError("TODO: write size")\n' in student
     assert "if x is None:" in student  # code outside the region stays
@@ -67,8 +70,8 @@ def test_student_version_replaces_regions_keeping_indentation() -> None:
 
 
 def test_solution_version_drops_markers_only() -> None:
-    solution = course.to_solution(SOURCE)
-    assert course.BEGIN_SOLUTION not in solution and course.END_SOLUTION not in solution
+    solution = notebooks.to_solution(SOURCE)
+    assert notebooks.BEGIN_SOLUTION not in solution and notebooks.END_SOLUTION not in solution
     assert "return SCALE * x" in solution
     assert len(solution.splitlines()) == len(SOURCE.splitlines()) - 4
 
@@ -80,27 +83,27 @@ def test_solution_version_drops_markers_only() -> None:
 ])
 def test_unbalanced_markers_raise(bad: str) -> None:
     with pytest.raises(ValueError, match="line"):
-        course.to_student(bad)
+        notebooks.to_student(bad)
 
 
 def test_cells_and_notebook() -> None:
-    cells = course.parse_cells(SOURCE)
+    cells = notebooks.parse_cells(SOURCE)
     assert [c.kind for c in cells] == ["markdown", "code", "code", "code"]
     assert cells[0].source.startswith("# A lesson\n\nSome *text*.")
-    notebook = json.loads(json.dumps(course.to_notebook(course.to_student(SOURCE))))
+    notebook = json.loads(json.dumps(notebooks.to_notebook(notebooks.to_student(SOURCE))))
     assert notebook["nbformat"] == 4
     assert [c["cell_type"] for c in notebook["cells"]] == ["markdown", "code", "code", "code"]
     assert notebook["cells"][2]["metadata"]["nbgrader"]["solution"] is True
     assert all(c["outputs"] == [] for c in notebook["cells"] if c["cell_type"] == "code")
     # the notebook's code is the script again
-    assert "def double" in course.notebook_code(notebook)
+    assert "def double" in notebooks.notebook_code(notebook)
     nbformat = pytest.importorskip("nbformat")
     nbformat.validate(nbformat.from_dict(notebook))
 
 
 def test_definitions_only_skips_heavy_cells(tmp_path: Path) -> None:
     path = tmp_path / "lesson.py"
-    path.write_text(course.to_solution(SOURCE), encoding="utf-8")
+    path.write_text(notebooks.to_solution(SOURCE), encoding="utf-8")
     module = course_check.load_definitions(path)
     assert module.double(4) == 8 and module.SCALE == 2
     assert not hasattr(module, "heavy")
@@ -116,11 +119,11 @@ def _with_checks(tmp_path: Path, source: str) -> tuple[Path, Path]:
 
 
 def test_check_states(tmp_path: Path) -> None:
-    path, checks = _with_checks(tmp_path, course.to_solution(SOURCE))
+    path, checks = _with_checks(tmp_path, notebooks.to_solution(SOURCE))
     assert [r.status for r in course_check.check_file(7, path, checks)] == ["passing"] * 2
-    path.write_text(course.to_student(SOURCE), encoding="utf-8")
+    path.write_text(notebooks.to_student(SOURCE), encoding="utf-8")
     assert [r.status for r in course_check.check_file(7, path, checks)] == ["not started"] * 2
-    path.write_text(course.to_solution(SOURCE).replace("SCALE * x", "x + 1")
+    path.write_text(notebooks.to_solution(SOURCE).replace("SCALE * x", "x + 1")
                     .replace("return math.pi", "return 1 / 0"), encoding="utf-8")
     results = course_check.check_file(7, path, checks)
     assert [r.status for r in results] == ["failing"] * 2
@@ -133,7 +136,8 @@ def test_check_states(tmp_path: Path) -> None:
 def test_check_a_notebook_and_a_broken_file(tmp_path: Path) -> None:
     path, checks = _with_checks(tmp_path, "")
     nb = tmp_path / "07_lesson.ipynb"
-    nb.write_text(json.dumps(course.to_notebook(course.to_solution(SOURCE))), encoding="utf-8")
+    notebook = notebooks.to_notebook(notebooks.to_solution(SOURCE))
+    nb.write_text(json.dumps(notebook), encoding="utf-8")
     assert all(r.status == "passing" for r in course_check.check_file(7, nb, checks))
     path.write_text("def double(x:\n", encoding="utf-8")
     with pytest.raises(ValueError, match="can't parse"):

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from minitf import course, course_check
+from minitf import course
+from minitf.course import check as course_check
+from minitf.course import notebooks
 
 LESSONS = course.list_lessons()
 IDS = [path.stem for _, path in LESSONS]
@@ -30,7 +32,7 @@ def test_lesson_runs_in_quick_mode(number: int, path: Path, tmp_path: Path) -> N
 
 @pytest.mark.parametrize(("number", "path"), LESSONS, ids=IDS)
 def test_checks_pass_on_solution(number: int, path: Path, tmp_path: Path) -> None:
-    course.write_lesson(number, tmp_path, student=False)
+    notebooks.write_lesson(number, tmp_path, student=False)
     results = course_check.check_file(number, tmp_path / path.name)
     assert results, "the lesson has no exercises"
     assert all(r.status == course_check.PASSING for r in results), course_check.format_report(
@@ -39,9 +41,9 @@ def test_checks_pass_on_solution(number: int, path: Path, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(("number", "path"), LESSONS, ids=IDS)
 def test_student_version_is_not_started(number: int, path: Path, tmp_path: Path) -> None:
-    course.write_lesson(number, tmp_path, student=True)
+    notebooks.write_lesson(number, tmp_path, student=True)
     student = (tmp_path / path.name).read_text(encoding="utf-8")
-    assert course.BEGIN_SOLUTION not in student
+    assert notebooks.BEGIN_SOLUTION not in student
     results = course_check.check_file(number, tmp_path / path.name)
     assert all(r.status == course_check.NOT_STARTED for r in results), (
         course_check.format_report(results))
@@ -55,4 +57,4 @@ def test_lesson_has_the_parts(number: int, path: Path) -> None:
         assert part in text, f"{path.name} lacks {part!r}"
     n_exercises = len(course_check.load_checks(number))
     assert 1 <= n_exercises <= 4
-    assert text.count(course.BEGIN_SOLUTION) >= n_exercises
+    assert text.count(notebooks.BEGIN_SOLUTION) >= n_exercises

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from minitf import seahorse
+from minitf.course import seahorse
 from minitf.model import forward, init_params
 from minitf.surgery import add_tokens
 

@@ -192,7 +192,7 @@ def test_finetune_everything_and_early_stop() -> None:
 
 
 def test_finetune_reuses_its_compiled_step_and_starts_fresh_each_time() -> None:
-    """Comparing inits of one new token (lessons 11, 12) compiles the step once; the
+    """Comparing inits of one new token (lessons 14, 15) compiles the step once; the
     optimizer state is still new for every run, so equal inputs give equal results."""
     config = tiny()
     params = perturbed_params(config)

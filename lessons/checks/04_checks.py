@@ -1,84 +1,88 @@
-"""Checks for lesson 4's exercises: the causal mask, one head, several heads.
+"""Checks for lesson 4's exercises: the embedding lookup, cosine similarity, PCA.
 
 Each takes the learner's definitions as `module`; AssertionError carries a hint, never
-the expected answer. Compared with `minitf.model.attend` at a 1e-5 tolerance, with
-explicit random keys.
+the expected answer. Inputs come from seeded numpy generators (drawing them with numpy
+compiles nothing, which keeps the checks fast); results are compared with numpy
+references at float32 tolerances.
 """
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from minitf import model
-
-TOL = 1e-5
-
-
-def _weights(seed: int, D: int, K: int) -> tuple[jax.Array, ...]:
-    kx, kq, kk, kv = jax.random.split(jax.random.key(seed), 4)
-    x = jax.random.normal(kx, (7, D))  # (T, D)
-    ws = [jax.random.normal(k, (D, K)) / math.sqrt(D) for k in (kq, kk, kv)]
-    return (x, *ws)
+TOL = 1e-4
 
 
-def check_causal_mask(module) -> None:
-    for T in (1, 2, 5, 9):
-        mask = jnp.asarray(module.causal_mask(T))
-        assert mask.shape == (T, T), f"causal_mask({T}) should have shape ({T}, {T})"
-        assert mask.dtype == jnp.bool_, "causal_mask should be a bool array (True = may attend)"
-        assert bool(jnp.all(jnp.diag(mask))), "every position must be allowed to see itself"
-        assert not bool(jnp.any(jnp.triu(mask, 1))), (
-            "the mask lets some position see a later one (True above the diagonal)")
-        assert bool(jnp.all(mask[jnp.tril_indices(T)])), (
-            "the mask hides some earlier position (False below the diagonal)")
-    # the leaky-mask test: with this mask, attention's output at t can't depend on x[s > t]
-    x, w_q, w_k, w_v = _weights(0, 8, 8)
-    mask = jnp.asarray(module.causal_mask(x.shape[0]))
-
-    def head(x_: jax.Array) -> jax.Array:
-        q, k, v = ((x_ @ w)[:, None] for w in (w_q, w_k, w_v))  # (T, 1, K)
-        return model.attend(q, k, v, mask)[0][:, 0]  # (T, K)
-
-    dep = jnp.abs(jax.jacobian(head)(x)).sum(axis=(1, 3))  # (T, T)
-    assert float(jnp.triu(dep, 1).sum()) == 0.0, "outputs depend on future inputs: a leaky mask"
+def _matrix(seed: int, shape: tuple[int, int]) -> jax.Array:
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(rng.normal(size=shape), jnp.float32)  # (N, D)
 
 
-def check_self_attention(module) -> None:
-    for seed, (D, K) in enumerate([(8, 8), (16, 4)]):
-        x, w_q, w_k, w_v = _weights(seed, D, K)
-        T = x.shape[0]
-        for name, mask in [("causal", model.causal_mask(T)),
-                           ("all-True", jnp.ones((T, T), dtype=bool))]:
-            got = module.self_attention(x, w_q, w_k, w_v, mask)
-            assert isinstance(got, tuple) and len(got) == 2, "return a tuple (out, pattern)"
-            out, pattern = (jnp.asarray(a) for a in got)
-            assert out.shape == (T, K), f"out should have shape (T, K) = ({T}, {K})"
-            assert pattern.shape == (T, T), f"pattern should have shape (T, T) = ({T}, {T})"
-            assert jnp.allclose(pattern.sum(-1), 1.0, atol=TOL), (
-                "each row of the pattern should sum to 1: softmax over the key axis (-1)")
-            q, k, v = ((x @ w)[:, None] for w in (w_q, w_k, w_v))  # (T, 1, K)
-            z, ref = model.attend(q, k, v, mask)
-            assert jnp.allclose(pattern, ref[0], atol=TOL), (
-                f"the pattern is off with a {name} mask: scale the scores by 1/sqrt(K), "
-                "apply the mask you are given, then softmax over keys")
-            assert jnp.allclose(out, z[:, 0], atol=TOL), (
-                "the pattern is right but out isn't: out = pattern @ v")
+def check_embed(module) -> None:
+    table = _matrix(0, (12, 8))  # (V, D)
+    for seed, shape in enumerate([(5,), (3, 4)]):
+        tokens = jnp.asarray(np.random.default_rng(seed).integers(0, 12, shape))
+        got = jnp.asarray(module.embed(tokens, table))
+        want = np.asarray(table)[np.asarray(tokens)]  # (..., D)
+        assert got.shape == want.shape, (
+            f"embed of tokens with shape {shape} should have shape {shape} + (D,): one "
+            "vector per token, in the same layout as the tokens")
+        assert np.allclose(got, want, atol=1e-3), (
+            "embed returns the wrong vectors: position t should hold row tokens[t] of the "
+            "matrix (rows are tokens, columns are dimensions)")
+    # the repeated token gets the same vector, and every row can be reached
+    every = jnp.arange(12)
+    assert np.allclose(jnp.asarray(module.embed(every, table)), table, atol=1e-3), (
+        "embedding every id 0..V-1 in order should give back the whole matrix")
 
 
-def check_multi_head_attention(module) -> None:
-    for seed, H in enumerate([1, 2, 4]):
-        x, w_q, w_k, w_v = _weights(10 + seed, 16, 16)
-        T = x.shape[0]
-        mask = model.causal_mask(T)
-        out = jnp.asarray(module.multi_head_attention(x, w_q, w_k, w_v, H, mask))
-        assert out.shape == (T, 16), f"the output should have shape (T, D) = ({T}, 16)"
-        q, k, v = (model.split_heads(x @ w, H) for w in (w_q, w_k, w_v))  # (T, H, K)
-        z, _ = model.attend(q, k, v, mask)  # (T, H, K)
-        if not jnp.allclose(out, z.reshape(T, 16), atol=TOL):
-            hint = ("with one head it should equal exercise 2" if H == 1 else
-                    "reshape (T, D) to (T, H, K) so head h gets dimensions h*K..(h+1)*K, "
-                    "scale by 1/sqrt(K) (the head width, not D), and concatenate heads in order")
-            raise AssertionError(f"wrong output with n_head={H}: {hint}")
+def check_cosine_similarity_matrix(module) -> None:
+    for seed, (N, D) in enumerate([(6, 16), (12, 64)]):
+        vectors = _matrix(10 + seed, (N, D))  # (N, D)
+        got = np.asarray(module.cosine_similarity_matrix(vectors))
+        assert got.shape == (N, N), f"with {N} vectors of width {D} the result should be (N, N)"
+        unit = np.asarray(vectors) / np.linalg.norm(np.asarray(vectors), axis=1, keepdims=True)
+        want = unit @ unit.T  # (N, N)
+        assert np.allclose(np.diag(got), 1.0, atol=TOL), (
+            "every vector should have cosine similarity 1 with itself (the diagonal): "
+            "divide each row by its own length")
+        assert np.allclose(got, got.T, atol=TOL), (
+            "cosine similarity is symmetric: sim(a, b) = sim(b, a)")
+        assert np.allclose(got, want, atol=TOL), (
+            "wrong similarities: normalize each row (axis=-1, one length per vector), "
+            "then take every pair's dot product")
+    # lengths don't matter: scaling rows leaves the matrix unchanged
+    vectors = _matrix(20, (6, 16))
+    scales = jnp.array([0.01, 1.0, 3.0, 100.0, 0.5, 7.0])[:, None]  # (6, 1)
+    a = np.asarray(module.cosine_similarity_matrix(vectors))
+    b = np.asarray(module.cosine_similarity_matrix(vectors * scales))
+    assert np.allclose(a, b, atol=TOL), "making a vector longer should not change its cosines"
+
+
+def _reference_pca(x: np.ndarray, k: int) -> np.ndarray:
+    x = x - x.mean(axis=0, keepdims=True)  # (N, D)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:k].T  # (N, k)
+
+
+def check_pca_project(module) -> None:
+    # rows with clearly different spreads along a few directions, so the order is unique
+    for seed, (N, D, k) in enumerate([(10, 64, 2), (30, 5, 3)]):
+        x = np.asarray(_matrix(30 + seed, (N, D)), dtype=np.float64)
+        x = x * np.linspace(3.0, 0.2, D)[None] + 5.0  # (N, D): unequal spreads, offset mean
+        got = np.asarray(module.pca_project(jnp.asarray(x, jnp.float32), k), dtype=np.float64)
+        assert got.shape == (N, k), (
+            f"pca_project of an ({N}, {D}) matrix with n_components={k} should have shape "
+            f"({N}, {k})")
+        want = _reference_pca(x, k)
+        spread = np.abs(want).max()
+        for c in range(k):
+            sign = 1.0 if np.dot(got[:, c], want[:, c]) >= 0 else -1.0  # either sign is fine
+            if not np.allclose(sign * got[:, c], want[:, c], atol=1e-3 * spread):
+                hint = ("subtract the mean row first (PCA is about the spread around the "
+                        "average)" if abs(got[:, c].mean()) > 1e-2 * spread else
+                        "project the centred rows onto the top right-singular vectors "
+                        "(rows of V^T), largest singular value first")
+                raise AssertionError(f"component {c} is wrong: {hint}")

@@ -1,67 +1,84 @@
-"""Checks for lesson 5's exercises: one transformer block, and the parameter count formula.
+"""Checks for lesson 5's exercises: the causal mask, one head, several heads.
 
 Each takes the learner's definitions as `module`; AssertionError carries a hint, never
-the expected answer. Random configs use explicit keys; the block is compared with
-`minitf.model.forward`'s cached residuals at a 1e-5 tolerance.
+the expected answer. Compared with `minitf.model.attend` at a 1e-5 tolerance, with
+explicit random keys.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 
 from minitf import model
 
-CONFIGS = [
-    model.Config(vocab_size=11, n_layer=1, n_head=1, d_model=8, d_mlp=16, max_len=5),
-    model.Config(vocab_size=50, n_layer=3, n_head=4, d_model=32, d_mlp=64, max_len=20),
-    model.Config(vocab_size=7, n_layer=2, n_head=2, d_model=12, d_mlp=48, max_len=9,
-                 tie_embeddings=True),
-]
+TOL = 1e-5
 
 
-# jitted once per config: eager forward compiles every small op separately, which is slow
-_forward = jax.jit(lambda p, t, c: model.forward(p, t, c, cache=True), static_argnums=2)
+def _weights(seed: int, D: int, K: int) -> tuple[jax.Array, ...]:
+    kx, kq, kk, kv = jax.random.split(jax.random.key(seed), 4)
+    x = jax.random.normal(kx, (7, D))  # (T, D)
+    ws = [jax.random.normal(k, (D, K)) / math.sqrt(D) for k in (kq, kk, kv)]
+    return (x, *ws)
 
 
-@jax.jit
-def _perturbed(params: dict, key: jax.Array) -> dict:
-    """Random, non-zero biases and norms, so that every term of the block matters."""
-    leaves, tree = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    noisy = [x + 0.1 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
-    return jax.tree_util.tree_unflatten(tree, noisy)
+def check_causal_mask(module) -> None:
+    for T in (1, 2, 5, 9):
+        mask = jnp.asarray(module.causal_mask(T))
+        assert mask.shape == (T, T), f"causal_mask({T}) should have shape ({T}, {T})"
+        assert mask.dtype == jnp.bool_, "causal_mask should be a bool array (True = may attend)"
+        assert bool(jnp.all(jnp.diag(mask))), "every position must be allowed to see itself"
+        assert not bool(jnp.any(jnp.triu(mask, 1))), (
+            "the mask lets some position see a later one (True above the diagonal)")
+        assert bool(jnp.all(mask[jnp.tril_indices(T)])), (
+            "the mask hides some earlier position (False below the diagonal)")
+    # the leaky-mask test: with this mask, attention's output at t can't depend on x[s > t]
+    x, w_q, w_k, w_v = _weights(0, 8, 8)
+    mask = jnp.asarray(module.causal_mask(x.shape[0]))
+
+    def head(x_: jax.Array) -> jax.Array:
+        q, k, v = ((x_ @ w)[:, None] for w in (w_q, w_k, w_v))  # (T, 1, K)
+        return model.attend(q, k, v, mask)[0][:, 0]  # (T, K)
+
+    dep = jnp.abs(jax.jacobian(head)(x)).sum(axis=(1, 3))  # (T, T)
+    assert float(jnp.triu(dep, 1).sum()) == 0.0, "outputs depend on future inputs: a leaky mask"
 
 
-def check_block(module) -> None:
-    for seed, config in enumerate(CONFIGS[1:2]):
-        params = jax.jit(model.init_params, static_argnums=0)(config, jax.random.key(seed))
-        params = _perturbed(params, jax.random.key(100 + seed))
-        tokens = jax.random.randint(jax.random.key(seed), (1, config.max_len), 0,
-                                    config.vocab_size)
-        _, acts = _forward(params, tokens, config)
-        for layer in range(config.n_layer):
-            resid_pre = acts[f"blocks.{layer}.resid_pre"][0]  # (T, D)
-            got = jnp.asarray(module.block(resid_pre, params["blocks"][layer], config.n_head))
-            assert got.shape == resid_pre.shape, "block should return a (T, D) array"
-            want = acts[f"blocks.{layer}.resid_post"][0]
-            if not jnp.allclose(got, want, atol=1e-5, rtol=1e-5):
-                raise AssertionError(
-                    f"block differs from the model (n_head={config.n_head}, layer {layer}). "
-                    "Did you add both outputs to the stream (resid + ...), normalize before "
-                    "each part with its own norm (ln1, ln2), and apply the causal mask?")
+def check_self_attention(module) -> None:
+    for seed, (D, K) in enumerate([(8, 8), (16, 4)]):
+        x, w_q, w_k, w_v = _weights(seed, D, K)
+        T = x.shape[0]
+        for name, mask in [("causal", model.causal_mask(T)),
+                           ("all-True", jnp.ones((T, T), dtype=bool))]:
+            got = module.self_attention(x, w_q, w_k, w_v, mask)
+            assert isinstance(got, tuple) and len(got) == 2, "return a tuple (out, pattern)"
+            out, pattern = (jnp.asarray(a) for a in got)
+            assert out.shape == (T, K), f"out should have shape (T, K) = ({T}, {K})"
+            assert pattern.shape == (T, T), f"pattern should have shape (T, T) = ({T}, {T})"
+            assert jnp.allclose(pattern.sum(-1), 1.0, atol=TOL), (
+                "each row of the pattern should sum to 1: softmax over the key axis (-1)")
+            q, k, v = ((x @ w)[:, None] for w in (w_q, w_k, w_v))  # (T, 1, K)
+            z, ref = model.attend(q, k, v, mask)
+            assert jnp.allclose(pattern, ref[0], atol=TOL), (
+                f"the pattern is off with a {name} mask: scale the scores by 1/sqrt(K), "
+                "apply the mask you are given, then softmax over keys")
+            assert jnp.allclose(out, z[:, 0], atol=TOL), (
+                "the pattern is right but out isn't: out = pattern @ v")
 
 
-def check_count_params_formula(module) -> None:
-    for config in CONFIGS:
-        shapes = jax.eval_shape(lambda c=config: model.init_params(c, jax.random.key(0)))
-        want = sum(x.size for x in jax.tree_util.tree_leaves(shapes))
-        got = module.count_params_formula(config)
-        assert isinstance(got, int), "count_params_formula should return an int"
-        if got != want:
-            kind = "too many" if got > want else "too few"
-            tied = " (this config has tie_embeddings=True)" if config.tie_embeddings else ""
-            raise AssertionError(
-                f"{kind} parameters for n_layer={config.n_layer}, d_model={config.d_model}, "
-                f"d_mlp={config.d_mlp}{tied}: list every array in init_params, biases and "
-                "layer norms included")
+def check_multi_head_attention(module) -> None:
+    for seed, H in enumerate([1, 2, 4]):
+        x, w_q, w_k, w_v = _weights(10 + seed, 16, 16)
+        T = x.shape[0]
+        mask = model.causal_mask(T)
+        out = jnp.asarray(module.multi_head_attention(x, w_q, w_k, w_v, H, mask))
+        assert out.shape == (T, 16), f"the output should have shape (T, D) = ({T}, 16)"
+        q, k, v = (model.split_heads(x @ w, H) for w in (w_q, w_k, w_v))  # (T, H, K)
+        z, _ = model.attend(q, k, v, mask)  # (T, H, K)
+        if not jnp.allclose(out, z.reshape(T, 16), atol=TOL):
+            hint = ("with one head it should equal exercise 2" if H == 1 else
+                    "reshape (T, D) to (T, H, K) so head h gets dimensions h*K..(h+1)*K, "
+                    "scale by 1/sqrt(K) (the head width, not D), and concatenate heads in order")
+            raise AssertionError(f"wrong output with n_head={H}: {hint}")

@@ -1,108 +1,113 @@
-"""Checks for lesson 7's exercises: temperature, the top-k filter, the top-p filter.
+"""Checks for lesson 7's exercises: the shift by one, the answer's loss mask, and the
+masked cross-entropy.
 
 Each takes the learner's definitions as `module`; AssertionError carries a hint, never
-the expected answer. Logits come from seeded numpy generators (random normals: no ties),
-sampling from explicit `jax.random` keys; results are compared with `minitf.sample`
-(`sample_next`, `filter_top_k`, `filter_top_p`) and with invariants of each rule.
+the expected answer. The mask is compared with `Task.batch`, the loss with
+`minitf.train.loss_fn` on a tiny random model (1e-5 tolerance, explicit random keys).
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from minitf import sample
+from minitf import model
+from minitf.tasks import addition, config_for, copy, count_letters
+from minitf.train import loss_fn
 
 TOL = 1e-5
 
 
-def _logits(seed: int, shape: tuple[int, ...], scale: float = 2.0) -> jax.Array:
-    rng = np.random.default_rng(seed)
-    return jnp.asarray(scale * rng.normal(size=shape), jnp.float32)  # (..., V)
+def check_next_token_targets(module) -> None:
+    for seed, (B, T) in enumerate([(1, 2), (3, 5), (4, 12)]):
+        tokens = jax.random.randint(jax.random.key(seed), (B, T), 0, 100)  # (B, T)
+        got = module.next_token_targets(tokens)
+        assert isinstance(got, tuple) and len(got) == 2, "return a tuple (inputs, targets)"
+        inputs, targets = (np.asarray(a) for a in got)
+        assert inputs.shape == targets.shape == (B, T - 1), (
+            f"for tokens of shape ({B}, {T}) both inputs and targets should have shape "
+            f"({B}, {T - 1}): one token fewer than the sequence")
+        tok = np.asarray(tokens)
+        assert np.array_equal(inputs[:, 0], tok[:, 0]), "the inputs should start at token 0"
+        assert np.array_equal(targets[:, 0], tok[:, 1]), (
+            "targets[:, t] should be the token that follows inputs[:, t]")
+        assert np.array_equal(inputs, tok[:, :-1]) and np.array_equal(targets, tok[:, 1:]), (
+            "inputs and targets should be the sequence shifted against each other by one "
+            "position, along the sequence axis (not the batch axis)")
 
 
-def check_apply_temperature(module) -> None:
-    logits = _logits(0, (6, 12))  # (B, V)
-    for t in (0.3, 1.0, 2.5):
-        probs = np.asarray(module.apply_temperature(logits, t))
-        assert probs.shape == logits.shape, "apply_temperature should keep the shape (..., V)"
-        assert np.allclose(probs.sum(-1), 1.0, atol=TOL), (
-            f"at temperature {t} a row of probabilities doesn't sum to 1: softmax over the "
-            "last axis")
-        want = np.asarray(jax.nn.softmax(logits / t, axis=-1))
-        assert np.allclose(probs, want, atol=TOL), (
-            f"wrong probabilities at temperature {t}: divide the logits by the temperature, "
-            "then softmax (temperature 1 leaves the softmax unchanged)")
-    one = np.asarray(module.apply_temperature(logits[0], 0.7))  # a single row (V,)
-    assert one.shape == (12,), "a single row of logits (V,) should give (V,) probabilities"
-    greedy = np.asarray(module.apply_temperature(logits, 0))
-    want = np.eye(12)[np.asarray(logits).argmax(-1)]  # (B, V) one-hot
-    assert np.isfinite(greedy).all() and np.allclose(greedy, want, atol=TOL), (
-        "temperature 0 is greedy: probability 1 on the largest logit of each row, 0 "
-        "elsewhere (and no division by zero)")
-    # what minitf.sample.sample_next draws at T = 1.6 follows these probabilities
-    row = _logits(1, (12,), scale=1.0)  # (V,)
-    draws = sample.sample_next(jnp.broadcast_to(row, (20_000, 12)), jax.random.key(0), 1.6)
-    freq = np.bincount(np.asarray(draws), minlength=12) / 20_000
-    assert np.allclose(freq, np.asarray(module.apply_temperature(row, 1.6)), atol=0.015), (
-        "the frequencies minitf.sample.sample_next draws at this temperature don't match "
-        "your probabilities: divide by the temperature (don't multiply)")
+def check_answer_loss_mask(module) -> None:
+    for task in (addition(1), addition(3), addition(5), copy(4), count_letters(6)):
+        P, A = task.prompt_len, task.answer_len
+        got = np.asarray(module.answer_loss_mask(P, A))
+        assert got.shape == (P + A,), (
+            f"with prompt_len={P} and answer_len={A} the mask covers the whole sequence, "
+            "one entry per token")
+        assert got.dtype == np.bool_, "the mask should be a bool array (True = scored)"
+        assert int(got.sum()) == A, (
+            f"{int(got.sum())} positions are scored, but there is one prediction per "
+            "answer token")
+        assert not got[-1], "the last position has no next token, so it can't be scored"
+        assert got[P - 1], (
+            "the last prompt token (the '=') predicts the first answer token: score it")
+        _, loss_mask = task.batch(np.random.default_rng(0), 2)  # (B, T)
+        assert np.array_equal(got, loss_mask[0]), (
+            "the scored positions should be the A positions in a row ending one before the "
+            "last token")
 
 
-def _kept(filtered: jax.Array) -> np.ndarray:
-    return np.isfinite(np.asarray(filtered))
+def _logits_targets_mask(seed: int, B: int, S: int, V: int):
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    logits = 3.0 * jax.random.normal(k1, (B, S, V))  # (B, S, V)
+    targets = jax.random.randint(k2, (B, S), 0, V)  # (B, S)
+    mask = jax.random.bernoulli(k3, 0.5, (B, S)).at[0, 0].set(True)  # (B, S) rows differ
+    return logits, targets, mask
 
 
-def _same_filter(got: jax.Array, want: jax.Array, logits: jax.Array) -> bool:
-    got, want = np.asarray(got), np.asarray(want)
-    if got.shape != want.shape or not (_kept(got) == _kept(want)).all():
-        return False
-    kept = _kept(want)
-    return bool(np.allclose(got[kept], np.asarray(logits)[kept], atol=TOL)
-                and (got[~kept] == -np.inf).all())
+def _reference(logits, targets, mask) -> float:
+    logp = np.asarray(jax.nn.log_softmax(logits, axis=-1))  # (B, S, V)
+    rows, cols = np.nonzero(np.asarray(mask))
+    return float(-logp[rows, cols, np.asarray(targets)[rows, cols]].mean())
 
 
-def check_top_k_filter(module) -> None:
-    logits = _logits(2, (6, 12))  # (B, V)
-    for k in (1, 3, 12):
-        got = jnp.asarray(module.top_k_filter(logits, k))
-        assert got.shape == logits.shape, "top_k_filter should keep the shape (..., V)"
-        kept = _kept(got)
-        assert (kept.sum(-1) == k).all(), (
-            f"with k={k} every row should keep exactly k logits (these rows have no ties) "
-            "and set the others to -inf")
-        assert (np.asarray(got)[~kept] == -np.inf).all(), "removed logits should be -inf"
-        assert np.allclose(np.asarray(got)[kept], np.asarray(logits)[kept], atol=TOL), (
-            "the kept logits should be left unchanged")
-        assert _same_filter(got, sample.filter_top_k(logits, k), logits), (
-            f"with k={k} some row keeps the wrong logits: keep the k *largest* of each row "
-            "(compare along the last axis)")
-    row = logits[0]  # (V,)
-    assert _same_filter(module.top_k_filter(row, 4), sample.filter_top_k(row, 4), row), (
-        "a single row of logits (V,) should work too")
+def check_masked_cross_entropy(module) -> None:
+    # uniform logits: every token has probability 1 / V, whatever the target
+    V = 7
+    logits = jnp.zeros((2, 3, V))  # (B, S, V)
+    targets = jnp.array([[0, 1, 2], [3, 4, 5]])  # (B, S)
+    got = float(module.masked_cross_entropy(logits, targets, jnp.ones((2, 3), dtype=bool)))
+    assert math.isclose(got, math.log(V), rel_tol=1e-5), (
+        "with all logits equal the loss should be log(V): did you take the log of a "
+        "softmax over the vocabulary axis (-1) and negate it?")
 
+    for seed, (B, S, V) in enumerate([(2, 3, 5), (4, 11, 12)]):
+        logits, targets, mask = _logits_targets_mask(seed, B, S, V)
+        got = module.masked_cross_entropy(logits, targets, mask)
+        assert jnp.shape(got) == (), "return one number (a scalar array), the mean loss"
+        # positions outside the mask must not matter at all
+        noise = 50.0 * jax.random.normal(jax.random.key(100 + seed), logits.shape)
+        scrambled = jnp.where(mask[..., None], logits, noise)  # (B, S, V)
+        other_targets = jnp.where(mask, targets, (targets + 1) % V)  # (B, S)
+        again = float(module.masked_cross_entropy(scrambled, other_targets, mask))
+        assert math.isclose(float(got), again, rel_tol=1e-5, abs_tol=TOL), (
+            "changing logits or targets where the mask is False changed the loss: "
+            "those positions must contribute nothing")
+        if not math.isclose(float(got), _reference(logits, targets, mask), rel_tol=1e-5):
+            raise AssertionError(
+                "the loss is off when rows have different numbers of scored positions: take "
+                "-log p(target) at each scored position and divide their sum by the number "
+                "of scored positions in the whole batch")
 
-def check_top_p_filter(module) -> None:
-    logits = _logits(3, (6, 12))  # (B, V)
-    probs = np.asarray(jax.nn.softmax(logits, axis=-1))  # (B, V)
-    for p in (0.05, 0.5, 0.9):
-        got = jnp.asarray(module.top_p_filter(logits, p))
-        assert got.shape == logits.shape, "top_p_filter should keep the shape (..., V)"
-        kept = _kept(got)
-        assert kept[np.arange(6), probs.argmax(-1)].all(), (
-            f"with p={p} the most likely token was removed: it is always needed")
-        mass = (probs * kept).sum(-1)  # (B,)
-        assert (mass >= p - 1e-6).all(), (
-            f"with p={p} the kept tokens' probabilities add up to less than p: keep the "
-            "token that carries the running total past p")
-        least = np.where(kept, probs, np.inf).min(-1)  # (B,): the least likely kept token
-        assert (mass - least < p + 1e-6).all(), (
-            f"with p={p} some row keeps more tokens than it needs: keep the *fewest* most "
-            "likely tokens that reach p")
-        assert _same_filter(got, sample.filter_top_p(logits, p), logits), (
-            f"with p={p} some row keeps the wrong tokens: sort by probability, most likely "
-            "first, and keep the kept logits unchanged (others -inf)")
-    row = logits[0]  # (V,)
-    assert _same_filter(module.top_p_filter(row, 0.6), sample.filter_top_p(row, 0.6), row), (
-        "a single row of logits (V,) should work too")
+    # the same number as minitf's training loss, on a tiny random model
+    task = addition(2)
+    config = config_for(task, n_layer=1, n_head=2, d_model=16, d_mlp=32)
+    params = jax.jit(model.init_params, static_argnums=0)(config, jax.random.key(7))
+    tokens, loss_mask = task.batch(np.random.default_rng(7), 8)  # (B, T), (B, T)
+    want, _ = jax.jit(loss_fn, static_argnums=3)(params, tokens, loss_mask, config)
+    logits = jax.jit(model.forward, static_argnums=2)(params, tokens[:, :-1], config)
+    got = float(module.masked_cross_entropy(logits, tokens[:, 1:], loss_mask[:, :-1]))
+    assert math.isclose(got, float(want), rel_tol=1e-5), (
+        "the loss differs from minitf.train.loss_fn on a real batch")

@@ -1,10 +1,9 @@
-"""Checks for lesson 9's exercises: attention mass per column, one component's logit.
+"""Checks for lesson 9's exercises: temperature, the top-k filter, the top-p filter.
 
 Each takes the learner's definitions as `module`; AssertionError carries a hint, never
-the expected answer. Column attention is compared with plain loops over random patterns;
-a component's direct logit with a float64 numpy formula on random vectors, and on a small
-random model with `minitf.attribution.direct_logit_attribution` (whose pieces must add
-up to the model's logit). Seeded generators and keys throughout; tolerance 1e-4.
+the expected answer. Logits come from seeded numpy generators (random normals: no ties),
+sampling from explicit `jax.random` keys; results are compared with `minitf.sample`
+(`sample_next`, `filter_top_k`, `filter_top_p`) and with invariants of each rule.
 """
 
 from __future__ import annotations
@@ -13,120 +12,97 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from minitf import model
-from minitf.attribution import direct_logit_attribution
+from minitf import sample
 
-TOL = 1e-4
-
-
-def _patterns(seed: int, N: int, H: int, T: int) -> np.ndarray:
-    """Random attention patterns: every row a distribution over the keys. -> (N, H, T, T)"""
-    return np.random.default_rng(seed).dirichlet(np.ones(T), size=(N, H, T)).astype(np.float32)
+TOL = 1e-5
 
 
-def check_column_attention(module) -> None:
-    cases = [  # (seed, N, H, T, query positions, columns)
-        (0, 5, 3, 9, [4, 6, 8], [(0, 3), (1,), (2, 5, 7)]),
-        (1, 2, 1, 12, [7, 8, 9, 10], [(0, 4), (1, 5), (2, 6)]),
-    ]
-    for seed, N, H, T, queries, columns in cases:
-        patterns = _patterns(seed, N, H, T)
-        got = np.asarray(module.column_attention(jnp.asarray(patterns), np.array(queries),
-                                                 columns))
-        A, C = len(queries), len(columns)
-        assert got.shape == (H, A, C), (
-            f"with {H} heads, {A} query positions and {C} columns the result should have "
-            "shape (H, A, C)")
-        want = np.zeros((H, A, C))
-        for h in range(H):
-            for a, q in enumerate(queries):
-                for c, column in enumerate(columns):
-                    want[h, a, c] = np.mean([patterns[n, h, q, list(column)].sum()
-                                             for n in range(N)])
-        if not np.allclose(got, want, atol=TOL):
-            if np.allclose(got, want * N, atol=TOL):
-                raise AssertionError("average over the problems (axis 0) rather than summing")
-            raise AssertionError(
-                "wrong masses: take the rows of the query positions (axis 2 of the patterns), "
-                "add up the entries of each column's key positions (axis 3), then average "
-                "over the problems")
-
-
-def _readout_params(seed: int, V: int, D: int, tied: bool) -> dict:
+def _logits(seed: int, shape: tuple[int, ...], scale: float = 2.0) -> jax.Array:
     rng = np.random.default_rng(seed)
-    params = {"embed": rng.normal(size=(V, D)).astype(np.float32),
-              "ln_final": {"scale": (1 + 0.5 * rng.normal(size=D)).astype(np.float32),
-                           "bias": (0.5 * rng.normal(size=D)).astype(np.float32)}}
-    if not tied:
-        params["unembed"] = rng.normal(size=(V, D)).astype(np.float32)
-    return params
+    return jnp.asarray(scale * rng.normal(size=shape), jnp.float32)  # (..., V)
 
 
-def _check_formula(module) -> None:
-    """On random vectors: the frozen-norm readout of one component, in float64 numpy."""
-    for seed, tied in enumerate([False, True]):
-        V, D = 7, 16
-        config = model.Config(vocab_size=V, n_layer=1, n_head=2, d_model=D, d_mlp=32,
-                              max_len=4, tie_embeddings=tied)
-        params = _readout_params(seed, V, D, tied)
-        rng = np.random.default_rng(50 + seed)
-        component = rng.normal(1.0, 2.0, size=D).astype(np.float32)  # (D,): non-zero mean
-        final = rng.normal(0.5, 3.0, size=D).astype(np.float32)  # (D,)
-        w_u = params["embed"] if tied else params["unembed"]  # (V, D)
-        for token_id in (0, 3, V - 1):
-            got = float(module.component_logit(jnp.asarray(component), jnp.asarray(final),
-                                               params, config, token_id))
-            c = component.astype(np.float64)
-            std = np.sqrt(final.astype(np.float64).var() + model.LN_EPS)
-            want = ((c - c.mean()) / std * params["ln_final"]["scale"]) @ w_u[token_id]
-            if abs(got - want) > TOL * max(1.0, abs(want)):
-                own_std = np.sqrt(c.var() + model.LN_EPS)
-                if abs(got - want * std / own_std) < TOL * max(1.0, abs(want)):
-                    raise AssertionError(
-                        "divide by the standard deviation of the final residual, not of the "
-                        "component: the norm sees the whole residual")
-                tie = " (this model has tie_embeddings=True)" if tied else ""
-                raise AssertionError(
-                    f"wrong value{tie}: center the component, divide by the final residual's "
-                    "sqrt(var + LN_EPS), multiply by the norm's scale (not its bias), and dot "
-                    "with the token's row of model.unembed_matrix")
+def check_apply_temperature(module) -> None:
+    logits = _logits(0, (6, 12))  # (B, V)
+    for t in (0.3, 1.0, 2.5):
+        probs = np.asarray(module.apply_temperature(logits, t))
+        assert probs.shape == logits.shape, "apply_temperature should keep the shape (..., V)"
+        assert np.allclose(probs.sum(-1), 1.0, atol=TOL), (
+            f"at temperature {t} a row of probabilities doesn't sum to 1: softmax over the "
+            "last axis")
+        want = np.asarray(jax.nn.softmax(logits / t, axis=-1))
+        assert np.allclose(probs, want, atol=TOL), (
+            f"wrong probabilities at temperature {t}: divide the logits by the temperature, "
+            "then softmax (temperature 1 leaves the softmax unchanged)")
+    one = np.asarray(module.apply_temperature(logits[0], 0.7))  # a single row (V,)
+    assert one.shape == (12,), "a single row of logits (V,) should give (V,) probabilities"
+    greedy = np.asarray(module.apply_temperature(logits, 0))
+    want = np.eye(12)[np.asarray(logits).argmax(-1)]  # (B, V) one-hot
+    assert np.isfinite(greedy).all() and np.allclose(greedy, want, atol=TOL), (
+        "temperature 0 is greedy: probability 1 on the largest logit of each row, 0 "
+        "elsewhere (and no division by zero)")
+    # what minitf.sample.sample_next draws at T = 1.6 follows these probabilities
+    row = _logits(1, (12,), scale=1.0)  # (V,)
+    draws = sample.sample_next(jnp.broadcast_to(row, (20_000, 12)), jax.random.key(0), 1.6)
+    freq = np.bincount(np.asarray(draws), minlength=12) / 20_000
+    assert np.allclose(freq, np.asarray(module.apply_temperature(row, 1.6)), atol=0.015), (
+        "the frequencies minitf.sample.sample_next draws at this temperature don't match "
+        "your probabilities: divide by the temperature (don't multiply)")
 
 
-CONFIG = model.Config(vocab_size=9, n_layer=2, n_head=2, d_model=16, d_mlp=32, max_len=6)
-TOKENS = (3, 1, 4, 1, 5, 8)  # one sequence for the small model
-POSITION, TOKEN_ID = 4, 2  # the logit of token 2 after position 4
+def _kept(filtered: jax.Array) -> np.ndarray:
+    return np.isfinite(np.asarray(filtered))
 
 
-def _model_parts(seed: int) -> tuple[dict, np.ndarray, np.ndarray]:
-    """A random model, the components of its final residual at POSITION, and that residual.
-
-    The weights are numpy draws in init_params's shapes (jax.eval_shape only traces it), and
-    forward runs compiled once: run eagerly, every small operation would compile on its own.
-    -> params, parts (C-1, D) in minitf.attribution's order, final (D,)
-    """
-    shapes = jax.eval_shape(lambda: model.init_params(CONFIG, jax.random.key(0)))
-    rng = np.random.default_rng(seed)
-    params = jax.tree.map(  # non-zero biases and norm offsets, so every term matters
-        lambda x: (0.2 + 0.3 * rng.normal(size=x.shape)).astype(np.float32), shapes)
-    tokens, t = np.array(TOKENS), POSITION
-    _, acts = jax.jit(model.forward, static_argnames=("config", "cache"))(
-        params, tokens[None], CONFIG, cache=True)
-    parts = [params["embed"][tokens[t]], params["pos_embed"][t]]
-    for l, block in enumerate(params["blocks"]):
-        z = np.asarray(acts[f"blocks.{l}.attn_z"][0, t])  # (H, K)
-        w_out = block["attn"]["w_out"].reshape(CONFIG.n_head, -1, CONFIG.d_model)  # (H, K, D)
-        parts += list(np.einsum("hk,hkd->hd", z, w_out))  # one (D,) per head
-        parts += [block["attn"]["b_out"], np.asarray(acts[f"blocks.{l}.mlp_out"][0, t])]
-    final = np.asarray(acts[f"blocks.{CONFIG.n_layer - 1}.resid_post"][0, t])  # (D,)
-    return params, np.stack(parts), final
+def _same_filter(got: jax.Array, want: jax.Array, logits: jax.Array) -> bool:
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape or not (_kept(got) == _kept(want)).all():
+        return False
+    kept = _kept(want)
+    return bool(np.allclose(got[kept], np.asarray(logits)[kept], atol=TOL)
+                and (got[~kept] == -np.inf).all())
 
 
-def check_component_logit(module) -> None:
-    _check_formula(module)
-    params, parts, final = _model_parts(0)
-    reference = direct_logit_attribution(params, CONFIG, jnp.array(TOKENS), TOKEN_ID, POSITION)
-    got = np.array([float(module.component_logit(jnp.asarray(part), jnp.asarray(final), params,
-                                                 CONFIG, TOKEN_ID)) for part in parts])  # (C-1,)
-    assert np.allclose(got, reference.values[:-1], atol=TOL), (
-        "on a model, your pieces differ from minitf.attribution's: is the standard deviation "
-        "taken over the final residual at the same position?")
+def check_top_k_filter(module) -> None:
+    logits = _logits(2, (6, 12))  # (B, V)
+    for k in (1, 3, 12):
+        got = jnp.asarray(module.top_k_filter(logits, k))
+        assert got.shape == logits.shape, "top_k_filter should keep the shape (..., V)"
+        kept = _kept(got)
+        assert (kept.sum(-1) == k).all(), (
+            f"with k={k} every row should keep exactly k logits (these rows have no ties) "
+            "and set the others to -inf")
+        assert (np.asarray(got)[~kept] == -np.inf).all(), "removed logits should be -inf"
+        assert np.allclose(np.asarray(got)[kept], np.asarray(logits)[kept], atol=TOL), (
+            "the kept logits should be left unchanged")
+        assert _same_filter(got, sample.filter_top_k(logits, k), logits), (
+            f"with k={k} some row keeps the wrong logits: keep the k *largest* of each row "
+            "(compare along the last axis)")
+    row = logits[0]  # (V,)
+    assert _same_filter(module.top_k_filter(row, 4), sample.filter_top_k(row, 4), row), (
+        "a single row of logits (V,) should work too")
+
+
+def check_top_p_filter(module) -> None:
+    logits = _logits(3, (6, 12))  # (B, V)
+    probs = np.asarray(jax.nn.softmax(logits, axis=-1))  # (B, V)
+    for p in (0.05, 0.5, 0.9):
+        got = jnp.asarray(module.top_p_filter(logits, p))
+        assert got.shape == logits.shape, "top_p_filter should keep the shape (..., V)"
+        kept = _kept(got)
+        assert kept[np.arange(6), probs.argmax(-1)].all(), (
+            f"with p={p} the most likely token was removed: it is always needed")
+        mass = (probs * kept).sum(-1)  # (B,)
+        assert (mass >= p - 1e-6).all(), (
+            f"with p={p} the kept tokens' probabilities add up to less than p: keep the "
+            "token that carries the running total past p")
+        least = np.where(kept, probs, np.inf).min(-1)  # (B,): the least likely kept token
+        assert (mass - least < p + 1e-6).all(), (
+            f"with p={p} some row keeps more tokens than it needs: keep the *fewest* most "
+            "likely tokens that reach p")
+        assert _same_filter(got, sample.filter_top_p(logits, p), logits), (
+            f"with p={p} some row keeps the wrong tokens: sort by probability, most likely "
+            "first, and keep the kept logits unchanged (others -inf)")
+    row = logits[0]  # (V,)
+    assert _same_filter(module.top_p_filter(row, 0.6), sample.filter_top_p(row, 0.6), row), (
+        "a single row of logits (V,) should work too")

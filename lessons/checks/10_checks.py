@@ -1,79 +1,119 @@
-"""Checks for lesson 10's exercises: counting a letter, a word's BPE pieces, the spell-first
-answer.
+"""Checks for lesson 10's exercises: the lens's readout, the rank of a token, KL to final.
 
 Each takes the learner's definitions as `module`; AssertionError carries a hint, never
-the expected answer. Random words come from a seeded numpy generator; the tokenizer is
-trained here on a fixed text.
+the expected answer. Compared with `LensResult` and a float64 numpy readout on random
+weights and distributions from seeded generators, at 1e-4. Plain numpy references keep
+the checks fast: every eager JAX operation compiles once per shape.
 """
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
-from minitf.bpe import Tokenizer
+from minitf import model
+from minitf.lens import LensResult
 
-ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+TOL = 1e-4
+
+CONFIGS = [
+    model.Config(vocab_size=13, n_layer=2, n_head=2, d_model=16, d_mlp=32, max_len=8),
+    model.Config(vocab_size=7, n_layer=3, n_head=1, d_model=8, d_mlp=16, max_len=8,
+                 tie_embeddings=True),
+]
 
 
-def _random_words(seed: int, n: int, max_len: int = 10) -> list[str]:
+def _readout_params(seed: int, config: model.Config) -> dict:
+    """The parameters the readout uses, random (non-trivial norm scale and bias), as numpy."""
     rng = np.random.default_rng(seed)
-    # few distinct letters, so letters repeat inside a word
-    return ["".join(rng.choice(list("abcrst"), size=rng.integers(1, max_len + 1)))
-            for _ in range(n)]
+    V, D = config.vocab_size, config.d_model
+    params = {"embed": rng.normal(size=(V, D)).astype(np.float32),
+              "ln_final": {"scale": (1 + 0.5 * rng.normal(size=D)).astype(np.float32),
+                           "bias": (0.5 * rng.normal(size=D)).astype(np.float32)}}
+    if not config.tie_embeddings:
+        params["unembed"] = rng.normal(size=(V, D)).astype(np.float32)
+    return params
 
 
-def check_count_letter(module) -> None:
-    for word, letter in [("strawberry", "r"), ("banana", "a"), ("banana", "z"), ("aaaa", "a"),
-                         ("", "a"), ("level", "l"), ("level", "v")]:
-        got = module.count_letter(word, letter)
-        assert isinstance(got, int | np.integer), "return an int"
-        assert got == word.count(letter), (
-            f"count_letter({word!r}, {letter!r}) is wrong: count every position of the word "
-            "whose character equals the letter (first and last positions included)")
-    for word in _random_words(0, 50):
-        for letter in "abz":
-            assert module.count_letter(word, letter) == word.count(letter), (
-                f"count_letter({word!r}, {letter!r}) is wrong")
+def _reference_readout(resid: np.ndarray, params: dict, config: model.Config) -> np.ndarray:
+    """Final norm, unembedding, log-softmax, in float64 numpy. [..., D] -> [..., V]"""
+    x = resid.astype(np.float64)
+    ln = params["ln_final"]
+    normed = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + model.LN_EPS)
+    normed = normed * ln["scale"] + ln["bias"]  # (..., D)
+    w_u = params["embed"] if config.tie_embeddings else params["unembed"]  # (V, D)
+    logits = normed @ w_u.T  # (..., V)
+    logits -= logits.max(-1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(-1, keepdims=True))  # (..., V)
 
 
-def check_token_pieces(module) -> None:
-    text = "\n".join(["strawberry", "straw", "berry", "raw", "error", "terror", "berries"] * 5)
-    tokenizer = Tokenizer.train(text, 266)  # 10 merges: pieces of several letters
-    for word in ["strawberry", "straw", "errors", "rabbit", "s", "yrrebwarts"]:
-        got = module.token_pieces(tokenizer, word)
-        assert isinstance(got, list) and all(isinstance(p, str) for p in got), (
-            "return a list of strings, one per token")
-        ids = tokenizer.encode(word)
-        assert "".join(got) == word, (
-            f"token_pieces(tokenizer, {word!r}) does not join back into the word")
-        assert len(got) == len(ids), (
-            f"token_pieces(tokenizer, {word!r}) should have one piece per token id that "
-            "tokenizer.encode gives")
-        assert got == [tokenizer.decode([i]) for i in ids], (
-            f"the pieces of {word!r} don't match the tokens: decode each id on its own")
-    no_merges = Tokenizer([])
-    assert module.token_pieces(no_merges, "berry") == list("berry"), (
-        "with a tokenizer that has no merges, every piece should be one letter")
+def check_logit_lens_row(module) -> None:
+    for seed, config in enumerate(CONFIGS):
+        params = _readout_params(seed, config)
+        # (L+1, T, D): residual-like vectors with an offset and a spread, as real ones have
+        resid = np.random.default_rng(10 + seed).normal(
+            1.0, 3.0, size=(config.n_layer + 1, 5, config.d_model)).astype(np.float32)
+        got = np.asarray(module.logit_lens_row(jnp.asarray(resid), params, config))
+        V = config.vocab_size
+        assert got.shape == (*resid.shape[:-1], V), (
+            "logit_lens_row should turn [..., D] into [..., V]: one log-prob per token")
+        assert np.allclose(np.exp(got).sum(-1), 1.0, atol=TOL), (
+            "each row should be a log-distribution (exp sums to 1): finish with "
+            "jax.nn.log_softmax over the last axis")
+        if not np.allclose(got, _reference_readout(resid, params, config), atol=TOL):
+            tied = " (this model has tie_embeddings=True)" if config.tie_embeddings else ""
+            raise AssertionError(
+                f"the readout differs from the model's{tied}: apply the final layer norm "
+                "params['ln_final'] (scale and bias) first, then multiply by the transposed "
+                "unembedding from model.unembed_matrix")
 
 
-def check_spell_first_answer(module) -> None:
-    got = module.spell_first_answer("error", "r", 10)
-    assert isinstance(got, str), "return a string"
-    assert got == "error.....:r3", (
-        "spell_first_answer('error', 'r', 10) should be the lesson's example: the letters, "
-        "'.' up to 10 characters, ':', the letter, then the count")
-    for width in (6, 10):
-        for word in _random_words(1, 40, max_len=width):
-            for letter in "arz":
-                got = module.spell_first_answer(word, letter, width)
-                assert len(got) == width + 3, (
-                    f"spell_first_answer({word!r}, {letter!r}, {width}) should have width + 3 "
-                    "characters: the padded spelling, ':', the letter and one digit")
-                assert got[:len(word)] == word, "the answer should start with the word itself"
-                assert set(got[len(word):width]) <= {"."}, (
-                    "after the word come only '.' characters, up to `width` characters")
-                assert got[width:width + 2] == ":" + letter, (
-                    "after the padded spelling come ':' and the letter asked about")
-                assert got[-1] == str(word.count(letter)), (
-                    f"the last character of spell_first_answer({word!r}, {letter!r}, {width}) "
-                    "should be the count of the letter")
+def _random_log_probs(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Random log-distributions over the last axis, float32. -> shape"""
+    logits = 2.0 * np.random.default_rng(seed).normal(size=shape)  # (..., V)
+    logits -= logits.max(-1, keepdims=True)
+    return (logits - np.log(np.exp(logits).sum(-1, keepdims=True))).astype(np.float32)
+
+
+def check_rank_of(module) -> None:
+    log_probs = _random_log_probs(0, (3, 5, 9))  # (L+1, T, V)
+    # ties: make tokens 2 and 5 equally likely at one position, 7 and 8 at another
+    log_probs[1, 2, 5] = log_probs[1, 2, 2]
+    log_probs[0, 4, 8] = log_probs[0, 4, 7]
+    lens = LensResult(log_probs=log_probs, tokens=np.zeros(5, dtype=int))
+    for token_id in (0, 2, 5, 7, 8):
+        got = np.asarray(module.rank_of(jnp.asarray(log_probs), token_id))
+        assert got.shape == (3, 5), (
+            "rank_of should drop the vocabulary axis: [..., V] -> [...], one rank per row")
+        assert np.issubdtype(got.dtype, np.integer), "ranks should be integers"
+        want = np.stack([lens.rank(token_id, t) for t in range(5)], axis=1)  # (L+1, T)
+        if not np.array_equal(got, want):
+            if np.array_equal(got, want + 1):
+                raise AssertionError("the most likely token should have rank 0, not 1")
+            raise AssertionError(
+                "wrong ranks: count the tokens whose log-prob is strictly greater than the "
+                "token's own (tied tokens share a rank)")
+
+
+def check_kl_to_final(module) -> None:
+    for seed, shape in enumerate([(3, 4, 6), (2, 2, 5, 11)]):
+        log_probs = _random_log_probs(10 + seed, shape)  # (L+1, ..., V)
+        got = np.asarray(module.kl_to_final(jnp.asarray(log_probs)))
+        assert got.shape == shape[:-1], (
+            "kl_to_final should drop the vocabulary axis: [L+1, ..., V] -> [L+1, ...]")
+        assert np.allclose(got[-1], 0.0, atol=TOL), "the last row's KL to itself should be 0"
+        assert np.all(got > -TOL), "a KL divergence is never negative"
+        if shape[0] == 3:  # LensResult holds one sequence: (L+1, T, V)
+            want = LensResult(log_probs=log_probs, tokens=np.zeros(shape[1], int)).kl_to_final()
+        else:
+            final = log_probs[-1:]  # (1, ..., V)
+            want = (np.exp(final) * (final - log_probs)).sum(-1)  # (L+1, ...)
+        if not np.allclose(got, want, atol=TOL):
+            reverse = (np.exp(log_probs) * (log_probs - log_probs[-1:])).sum(-1)
+            if np.allclose(got, reverse, atol=TOL):
+                raise AssertionError(
+                    "that is KL(layer || final); weight by the final row's probabilities: "
+                    "KL(final || layer)")
+            raise AssertionError(
+                "wrong values: sum over the vocabulary of p_final * (log p_final - log p_layer), "
+                "with p_final = exp of the last row")

@@ -1,8 +1,10 @@
-"""Checks for lesson 11's exercises: a new embedding row, masking updates, zero padding.
+"""Checks for lesson 11's exercises: attention mass per column, one component's logit.
 
 Each takes the learner's definitions as `module`; AssertionError carries a hint, never
-the expected answer. Compared with `minitf.surgery` (add_tokens, make_optimizer, widen)
-on tiny models with explicit random keys, at a 1e-5 tolerance.
+the expected answer. Column attention is compared with plain loops over random patterns;
+a component's direct logit with a float64 numpy formula on random vectors, and on a small
+random model with `minitf.attribution.direct_logit_attribution` (whose pieces must add
+up to the model's logit). Seeded generators and keys throughout; tolerance 1e-4.
 """
 
 from __future__ import annotations
@@ -11,84 +13,120 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from minitf import surgery
-from minitf.model import Config, init_params
+from minitf import model
+from minitf.attribution import direct_logit_attribution
 
-TOL = 1e-5
-V, D = 9, 8  # vocabulary and width of the random matrices
-CONFIG = Config(vocab_size=V, n_layer=1, n_head=2, d_model=D, d_mlp=16, max_len=6)
-TIED = Config(vocab_size=V, n_layer=1, n_head=2, d_model=D, d_mlp=16, max_len=6,
-              tie_embeddings=True)  # fmt: skip
+TOL = 1e-4
 
 
-def _params(config: Config, seed: int) -> dict:
-    """Random params with every entry non-zero (norms and biases included), as numpy."""
-    shapes = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
+def _patterns(seed: int, N: int, H: int, T: int) -> np.ndarray:
+    """Random attention patterns: every row a distribution over the keys. -> (N, H, T, T)"""
+    return np.random.default_rng(seed).dirichlet(np.ones(T), size=(N, H, T)).astype(np.float32)
+
+
+def check_column_attention(module) -> None:
+    cases = [  # (seed, N, H, T, query positions, columns)
+        (0, 5, 3, 9, [4, 6, 8], [(0, 3), (1,), (2, 5, 7)]),
+        (1, 2, 1, 12, [7, 8, 9, 10], [(0, 4), (1, 5), (2, 6)]),
+    ]
+    for seed, N, H, T, queries, columns in cases:
+        patterns = _patterns(seed, N, H, T)
+        got = np.asarray(module.column_attention(jnp.asarray(patterns), np.array(queries),
+                                                 columns))
+        A, C = len(queries), len(columns)
+        assert got.shape == (H, A, C), (
+            f"with {H} heads, {A} query positions and {C} columns the result should have "
+            "shape (H, A, C)")
+        want = np.zeros((H, A, C))
+        for h in range(H):
+            for a, q in enumerate(queries):
+                for c, column in enumerate(columns):
+                    want[h, a, c] = np.mean([patterns[n, h, q, list(column)].sum()
+                                             for n in range(N)])
+        if not np.allclose(got, want, atol=TOL):
+            if np.allclose(got, want * N, atol=TOL):
+                raise AssertionError("average over the problems (axis 0) rather than summing")
+            raise AssertionError(
+                "wrong masses: take the rows of the query positions (axis 2 of the patterns), "
+                "add up the entries of each column's key positions (axis 3), then average "
+                "over the problems")
+
+
+def _readout_params(seed: int, V: int, D: int, tied: bool) -> dict:
     rng = np.random.default_rng(seed)
-    return jax.tree.map(lambda x: rng.normal(0.0, 0.5, x.shape).astype(np.float32), shapes)
+    params = {"embed": rng.normal(size=(V, D)).astype(np.float32),
+              "ln_final": {"scale": (1 + 0.5 * rng.normal(size=D)).astype(np.float32),
+                           "bias": (0.5 * rng.normal(size=D)).astype(np.float32)}}
+    if not tied:
+        params["unembed"] = rng.normal(size=(V, D)).astype(np.float32)
+    return params
 
 
-def check_add_embedding_row(module) -> None:
-    embed = np.random.default_rng(0).normal(size=(V, D)).astype(np.float32)  # (V, D)
-    cases = {
-        "the mean of all rows": np.full(V, 1 / V, np.float32),
-        "0.5 * row 2 + 0.5 * row 5": 0.5 * (np.eye(V)[2] + np.eye(V)[5]).astype(np.float32),
-        "random weights": np.random.default_rng(1).normal(size=V).astype(np.float32),
-    }
-    for what, weights in cases.items():
-        got = np.asarray(module.add_embedding_row(jnp.asarray(embed), jnp.asarray(weights)))
-        assert got.shape == (V + 1, D), (
-            "the result should have one more row than embed: shape (V + 1, D)")
-        assert np.array_equal(got[:V], embed), (
-            "the old rows must stay exactly as they were, in the same order, new row last")
-        init = {i: float(w) for i, w in enumerate(weights)}
-        want, _, _ = surgery.add_tokens({"embed": embed}, TIED, None, ["NEW"], init)
-        assert np.allclose(got[V], want["embed"][V], atol=TOL), (
-            f"the new row is wrong for {what}: it should be sum_i weights[i] * embed[i] "
-            "(a (V,) vector times a (V, D) matrix)")
+def _check_formula(module) -> None:
+    """On random vectors: the frozen-norm readout of one component, in float64 numpy."""
+    for seed, tied in enumerate([False, True]):
+        V, D = 7, 16
+        config = model.Config(vocab_size=V, n_layer=1, n_head=2, d_model=D, d_mlp=32,
+                              max_len=4, tie_embeddings=tied)
+        params = _readout_params(seed, V, D, tied)
+        rng = np.random.default_rng(50 + seed)
+        component = rng.normal(1.0, 2.0, size=D).astype(np.float32)  # (D,): non-zero mean
+        final = rng.normal(0.5, 3.0, size=D).astype(np.float32)  # (D,)
+        w_u = params["embed"] if tied else params["unembed"]  # (V, D)
+        for token_id in (0, 3, V - 1):
+            got = float(module.component_logit(jnp.asarray(component), jnp.asarray(final),
+                                               params, config, token_id))
+            c = component.astype(np.float64)
+            std = np.sqrt(final.astype(np.float64).var() + model.LN_EPS)
+            want = ((c - c.mean()) / std * params["ln_final"]["scale"]) @ w_u[token_id]
+            if abs(got - want) > TOL * max(1.0, abs(want)):
+                own_std = np.sqrt(c.var() + model.LN_EPS)
+                if abs(got - want * std / own_std) < TOL * max(1.0, abs(want)):
+                    raise AssertionError(
+                        "divide by the standard deviation of the final residual, not of the "
+                        "component: the norm sees the whole residual")
+                tie = " (this model has tie_embeddings=True)" if tied else ""
+                raise AssertionError(
+                    f"wrong value{tie}: center the component, divide by the final residual's "
+                    "sqrt(var + LN_EPS), multiply by the norm's scale (not its bias), and dot "
+                    "with the token's row of model.unembed_matrix")
 
 
-def check_keep_only_rows(module) -> None:
-    rng = np.random.default_rng(1)
-    params = {"embed": rng.normal(size=(V, D)), "other": rng.normal(size=(3,))}
-    for rows in ([8], [0, 3], [2, 4, 7]):
-        update = rng.normal(size=(V, D)).astype(np.float32)  # (V, D)
-        got = np.asarray(module.keep_only_rows(jnp.asarray(update), rows))
-        assert got.shape == (V, D), "keep_only_rows should return an array of the same shape"
-        kept = np.zeros(V, bool)
-        kept[rows] = True
-        assert np.array_equal(got[kept], update[kept]), f"rows {rows} should pass through unchanged"
-        assert not np.any(got[~kept]), f"every row other than {rows} should be zero"
-    # the same rows move as in surgery.finetune's optimizer with only_rows
-    optimizer = surgery.make_optimizer(params, CONFIG, lr=0.1, only_rows=rows)
-    grads = {"embed": update, "other": np.ones(3, np.float32)}
-    updates, _ = optimizer.update(grads, optimizer.init(params), params)
-    moved = np.any(np.asarray(updates["embed"]) != 0, axis=1)  # (V,)
-    assert np.array_equal(moved, np.any(got != 0, axis=1)), (
-        "the rows you keep differ from the rows surgery.finetune lets train")
+CONFIG = model.Config(vocab_size=9, n_layer=2, n_head=2, d_model=16, d_mlp=32, max_len=6)
+TOKENS = (3, 1, 4, 1, 5, 8)  # one sequence for the small model
+POSITION, TOKEN_ID = 4, 2  # the logit of token 2 after position 4
 
 
-def check_widen_matrix(module) -> None:
-    w = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
-    got = np.asarray(module.widen_matrix(jnp.asarray(w), (5, 7)))
-    assert got.shape == (5, 7), "the result should have exactly new_shape"
-    assert np.array_equal(got[:3, :4], w), (
-        "the old numbers should sit unchanged in the top-left corner (pad at the end)")
-    assert not np.any(got[3:]) and not np.any(got[:, 4:]), "every new entry should be zero"
-    unchanged = np.asarray(module.widen_matrix(jnp.asarray(w), (3, 4)))
-    assert np.array_equal(unchanged, w), "widening to the same shape should change nothing"
-    # the plain-padded matrices of surgery.widen(..., preserve=False)
-    params = _params(CONFIG, 2)
-    wide, wide_config = surgery.widen(params, CONFIG, 12, preserve=False)
-    D2 = wide_config.d_model
-    pairs = {
-        "embed": (params["embed"], wide["embed"]),
-        "pos_embed": (params["pos_embed"], wide["pos_embed"]),
-        "mlp w_in": (params["blocks"][0]["mlp"]["w_in"], wide["blocks"][0]["mlp"]["w_in"]),
-        "mlp w_out": (params["blocks"][0]["mlp"]["w_out"], wide["blocks"][0]["mlp"]["w_out"]),
-        "ln_final bias": (params["ln_final"]["bias"], wide["ln_final"]["bias"]),
-    }
-    for name, (old, new) in pairs.items():
-        got = np.asarray(module.widen_matrix(jnp.asarray(old), new.shape))
-        assert got.shape == new.shape and np.allclose(got, new, atol=TOL), (
-            f"widening {name} from d_model {CONFIG.d_model} to {D2} differs from zero padding")
+def _model_parts(seed: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    """A random model, the components of its final residual at POSITION, and that residual.
+
+    The weights are numpy draws in init_params's shapes (jax.eval_shape only traces it), and
+    forward runs compiled once: run eagerly, every small operation would compile on its own.
+    -> params, parts (C-1, D) in minitf.attribution's order, final (D,)
+    """
+    shapes = jax.eval_shape(lambda: model.init_params(CONFIG, jax.random.key(0)))
+    rng = np.random.default_rng(seed)
+    params = jax.tree.map(  # non-zero biases and norm offsets, so every term matters
+        lambda x: (0.2 + 0.3 * rng.normal(size=x.shape)).astype(np.float32), shapes)
+    tokens, t = np.array(TOKENS), POSITION
+    _, acts = jax.jit(model.forward, static_argnames=("config", "cache"))(
+        params, tokens[None], CONFIG, cache=True)
+    parts = [params["embed"][tokens[t]], params["pos_embed"][t]]
+    for l, block in enumerate(params["blocks"]):
+        z = np.asarray(acts[f"blocks.{l}.attn_z"][0, t])  # (H, K)
+        w_out = block["attn"]["w_out"].reshape(CONFIG.n_head, -1, CONFIG.d_model)  # (H, K, D)
+        parts += list(np.einsum("hk,hkd->hd", z, w_out))  # one (D,) per head
+        parts += [block["attn"]["b_out"], np.asarray(acts[f"blocks.{l}.mlp_out"][0, t])]
+    final = np.asarray(acts[f"blocks.{CONFIG.n_layer - 1}.resid_post"][0, t])  # (D,)
+    return params, np.stack(parts), final
+
+
+def check_component_logit(module) -> None:
+    _check_formula(module)
+    params, parts, final = _model_parts(0)
+    reference = direct_logit_attribution(params, CONFIG, jnp.array(TOKENS), TOKEN_ID, POSITION)
+    got = np.array([float(module.component_logit(jnp.asarray(part), jnp.asarray(final), params,
+                                                 CONFIG, TOKEN_ID)) for part in parts])  # (C-1,)
+    assert np.allclose(got, reference.values[:-1], atol=TOL), (
+        "on a model, your pieces differ from minitf.attribution's: is the standard deviation "
+        "taken over the final residual at the same position?")

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 4: Self-attention
+# # Lesson 5: Self-attention
 #
 # **Goal:** compute attention yourself (queries, keys, values, a causal mask, several
 # heads) and prove with a gradient that no position peeks at the future.
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 
 from minitf import course, model
-from minitf.course_check import check_here
+from minitf.course.check import check_here
 
 course.setup_matplotlib()
 QUICK = course.quick_mode()
@@ -80,8 +80,8 @@ def self_attention(
 
 
 # %%
-check_here(4, globals(), "causal_mask")
-check_here(4, globals(), "self_attention")
+check_here(5, globals(), "causal_mask")
+check_here(5, globals(), "self_attention")
 
 # %% [markdown]
 # ## The leaky-mask bug, caught by a gradient
@@ -115,7 +115,7 @@ for ax, dep, name in zip(axes, [right, leaky], ["causal mask", "leaky mask (k=1)
     ax.set_xlabel("input position s")
     ax.set_ylabel("output position t")
 fig.suptitle("The leaky mask lets output t depend on input t+1 (above the diagonal)")
-course.save_figure(fig, "04_causal_vs_leaky.png")
+course.save_figure(fig, "05_causal_vs_leaky.png")
 print("future dependence, causal:", float(jnp.triu(right, 1).sum()),
       " leaky:", float(jnp.triu(leaky, 1).sum()))
 
@@ -148,7 +148,7 @@ def multi_head_attention(
 
 
 # %%
-check_here(4, globals(), "multi_head_attention")
+check_here(5, globals(), "multi_head_attention")
 
 # %% [markdown]
 # The reference does the same in `minitf.model.qkv` + `attend`. Four heads of a random
@@ -165,7 +165,7 @@ for h, ax in enumerate(axes):
     ax.set_xlabel("key s")
 axes[0].set_ylabel("query t")
 fig.suptitle("Each head has its own pattern; all are zero above the diagonal")
-course.save_figure(fig, "04_head_patterns.png")
+course.save_figure(fig, "05_head_patterns.png")
 
 # %% [markdown]
 # ## What you should see

@@ -23,7 +23,9 @@ import json
 import shutil
 from pathlib import Path
 
-from minitf import course, course_check
+from minitf import course
+from minitf.course import check as course_check
+from minitf.course.notebooks import to_notebook, to_solution, to_student
 
 CSV_FIELDS = ["student", "lesson", "exercise", "status", "score", "max_score", "message"]
 MISSING = "missing"
@@ -38,11 +40,11 @@ def export(numbers: list[int], to: Path) -> list[Path]:
     for number in numbers:
         path = course.lesson_path(number)
         source = path.read_text(encoding="utf-8")
-        for kind, text in (("source", course.to_solution(source)),
-                           ("release", course.to_student(source))):
+        for kind, text in (("source", to_solution(source)),
+                           ("release", to_student(source))):
             target = to / kind / path.stem / (path.stem + ".ipynb")
             target.parent.mkdir(parents=True, exist_ok=True)
-            notebook = course.to_notebook(text)
+            notebook = to_notebook(text)
             target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n",
                               encoding="utf-8")
             written.append(target)

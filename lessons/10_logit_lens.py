@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 8: The logit lens
+# # Lesson 10: The logit lens
 #
 # **Goal:** read the addition model's prediction off the residual stream after every
 # layer, and watch the answer form: layer by layer, through a learned translator (the
@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minitf import course, model
-from minitf.course_check import check_here
+from minitf.course.check import check_here
 from minitf.lens import layer_names, lens_log_probs, lens_over_training, logit_lens
 from minitf.plots import plot_first_top1_layer
 from minitf.tasks import train_defaults
@@ -81,7 +81,7 @@ def logit_lens_row(resid: jax.Array, params: dict, config: model.Config) -> jax.
 
 
 # %%
-check_here(8, globals(), "logit_lens_row")
+check_here(10, globals(), "logit_lens_row")
 
 # %% [markdown]
 # The last row is the model: applied to the final residual, the readout *is* the
@@ -94,7 +94,7 @@ last_row_diff = float(np.abs(lens.log_probs[-1] - jax.nn.log_softmax(logits)).ma
 print(f"last lens row vs the model's log-probs: max difference {last_row_diff:.1e}")
 
 fig = lens.plot(title=f"Logit lens on {text}: each cell is the top guess for the next token")
-course.save_figure(fig, "08_lens_heatmap.png")
+course.save_figure(fig, "10_lens_heatmap.png")
 plt.close(fig)
 
 # %% [markdown]
@@ -117,7 +117,7 @@ def rank_of(log_probs: jax.Array, token_id: int) -> jax.Array:
 
 
 # %%
-check_here(8, globals(), "rank_of")
+check_here(10, globals(), "rank_of")
 
 # %%
 names = layer_names(config.n_layer)
@@ -153,7 +153,7 @@ def kl_to_final(log_probs: jax.Array) -> jax.Array:
 
 
 # %%
-check_here(8, globals(), "kl_to_final")
+check_here(10, globals(), "kl_to_final")
 
 # %% [markdown]
 # `LensResult.kl_to_final` does the same for one sequence. Our problem's answer
@@ -203,7 +203,7 @@ for ax in (ax_top, ax_kl):
 ax_top.legend(title="answer digit", fontsize=8)
 fig.suptitle("Through the logit lens the thousands digit is on top after block 0, the other "
              "digits only after block 1", fontsize=9)
-course.save_figure(fig, "08_lens_by_layer.png")
+course.save_figure(fig, "10_lens_by_layer.png")
 plt.close(fig)
 
 # %% [markdown]
@@ -240,7 +240,7 @@ for row, name in enumerate(names):
           + "".join(f"{x:>12.0%}" for x in tuned_top1[row]))
 
 fig = plot_lens_comparison(params, config, test_tokens, tuned)
-course.save_figure(fig, "08_tuned_lens_kl.png")
+course.save_figure(fig, "10_tuned_lens_kl.png")
 plt.close(fig)
 
 # %% [markdown]
@@ -248,9 +248,9 @@ plt.close(fig)
 # the right tens and units digit on top after block 0 in about 90% or more of the
 # problems, where the logit lens managed about a third. So after block 0 those digits are
 # mostly *there*, in a basis the unembedding doesn't read, and block 1 writes them into
-# the unembedding's basis (lesson 9: block 1's MLP writes most of their logit). The
+# the unembedding's basis (lesson 11: block 1's MLP writes most of their logit). The
 # hundreds digit lags behind the tens and units: it needs the carry out of the tens
-# column, which needs the units column too, and lesson 9 shows that no head of block 0
+# column, which needs the units column too, and lesson 11 shows that no head of block 0
 # reads the tens column for it. The tuned lens can't invent information either:
 # on the embeddings alone (one token each) it stays near chance for those digits.
 #
@@ -278,7 +278,7 @@ for step, row, share in zip(steps, mean_first, solved, strict=True):
 curves = {digit: mean_first[:, i] for i, digit in enumerate(digit_names)}
 fig = plot_first_top1_layer(steps, curves, names, title="Lens over training: when each answer "
                            "digit first reaches the top, and after which layer")
-course.save_figure(fig, "08_lens_over_training.png")
+course.save_figure(fig, "10_lens_over_training.png")
 plt.close(fig)
 
 # %% [markdown]
@@ -339,5 +339,4 @@ print("all numbers as expected")
 # - `minitf/tuned_lens.py`: `TunedLens`, `train_tuned_lens`, `kl_per_layer`,
 #   `lens_kl_per_layer`, `plot_lens_comparison`.
 # - `minitf/train.py`: `train(..., snapshot_every=N)` keeps the snapshots.
-# - `experiments/lens_over_training.py`: the same study as a script, with options.
 # - `minitf lens CKPT TEXT`: the lens table from the command line.

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 7: Sampling
+# # Lesson 9: Sampling
 #
 # **Goal:** turn a model's logits into tokens with greedy decoding, temperature, top-k and
 # top-p sampling, measure what each rule costs a trained model in accuracy, and make
@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minitf import course, model, sample
-from minitf.course_check import check_here
+from minitf.course.check import check_here
 
 course.setup_matplotlib()
 QUICK = course.quick_mode()
@@ -33,7 +33,7 @@ LOGITS = [3.0, 2.2, 1.6, 1.0, 0.5, 0.0, -0.5, -1.0, -1.5, -2.0, -2.5, -3.0]
 # %% [markdown]
 # ## A trained model's next-token distributions
 #
-# The 3-digit addition model of lesson 3 (trained once, then cached). For each held-out
+# The 3-digit addition model of lesson 4 (trained once, then cached). For each held-out
 # problem `abc+def=` we run the model on the problem *with* its right answer and keep the
 # logits at the four positions that predict an answer digit: the distribution the model
 # samples from at each step when the digits before are right.
@@ -76,7 +76,7 @@ def apply_temperature(logits: jax.Array, temperature: float) -> jax.Array:
 
 
 # %%
-check_here(7, globals(), "apply_temperature")
+check_here(9, globals(), "apply_temperature")
 
 # %% [markdown]
 # How spread out a distribution is can be read off its *entropy*, `-sum p log2 p` bits:
@@ -118,7 +118,7 @@ ax_entropy.set_ylabel("entropy (bits)")
 ax_entropy.legend(fontsize=8)
 ax_entropy.set_title("entropy: 0 as T -> 0 (greedy), log2 V as T grows", fontsize=8)
 fig.suptitle("Temperature sharpens (T < 1) or flattens (T > 1) the next-token distribution")
-course.save_figure(fig, "07_temperature.png")
+course.save_figure(fig, "09_temperature.png")
 
 # %% [markdown]
 # ## Cutting off the tail: top-k and top-p
@@ -169,8 +169,8 @@ def top_p_filter(logits: jax.Array, p: float) -> jax.Array:
 
 
 # %%
-check_here(7, globals(), "top_k_filter")
-check_here(7, globals(), "top_p_filter")
+check_here(9, globals(), "top_k_filter")
+check_here(9, globals(), "top_p_filter")
 
 # %% [markdown]
 # On the made-up logits, top-p keeps more tokens as `p` grows. The addition model's least
@@ -270,7 +270,7 @@ ax.legend(fontsize=8)
 ax.set_title("Sampling the addition model: hotter means more wrong digits;\n"
              "top-k and top-p cut the tail of unlikely digits and keep more answers right",
              fontsize=9)
-course.save_figure(fig, "07_sampling_accuracy.png")
+course.save_figure(fig, "09_sampling_accuracy.png")
 
 # %% [markdown]
 # ## The KV cache

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 11: New tokens
+# # Lesson 14: New tokens
 #
 # **Goal:** give a trained model a token it has never seen, by adding one row to its
 # embedding and one to its unembedding, starting those rows from tokens it already knows,
@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minitf import course, surgery
-from minitf.course_check import check_here
+from minitf.course.check import check_here
 from minitf.model import Config, forward, init_params
 from minitf.tasks import greedy_answers
 from minitf.words import WordTokenizer
@@ -121,7 +121,7 @@ def add_embedding_row(embed: jax.Array, weights: jax.Array) -> jax.Array:
 
 
 # %%
-check_here(11, globals(), "add_embedding_row")
+check_here(14, globals(), "add_embedding_row")
 
 # %% [markdown]
 # `surgery.add_tokens` does this for `embed` and `unembed` at once, takes the mix as
@@ -196,7 +196,7 @@ def keep_only_rows(update: jax.Array, rows: list[int]) -> jax.Array:
 
 
 # %%
-check_here(11, globals(), "keep_only_rows")
+check_here(14, globals(), "keep_only_rows")
 
 # %% [markdown]
 # Now fine-tune `h`'s rows from each init, and count the steps until greedy answers are
@@ -257,7 +257,7 @@ left.legend(fontsize=8)
 right.set_xticks(range(len(INITS)), list(INITS), fontsize=8)
 right.set_ylabel(f"steps to {TARGET:.0%} (dots: seeds; {MAX_STEPS}: not reached)")
 fig.suptitle("Starting h between '4' and '5' (what it means) beats the mean or a random row")
-course.save_figure(fig, "11_new_token_init.png")
+course.save_figure(fig, "14_new_token_init.png")
 
 # %% [markdown]
 # ## The extreme option: a wider residual stream
@@ -280,7 +280,7 @@ def widen_matrix(w: jax.Array, new_shape: tuple[int, ...]) -> jax.Array:
 
 
 # %%
-check_here(11, globals(), "widen_matrix")
+check_here(14, globals(), "widen_matrix")
 
 # %% [markdown]
 # Zero padding every matrix is `surgery.widen(..., preserve=False)`. It is *not* enough:
@@ -320,7 +320,7 @@ ax.set_xlabel(f"|logit after widening {config.d_model} -> {WIDE} - logit before|
 ax.set_ylabel("count (every logit of 200 problems)")
 ax.legend()
 ax.set_title("Zero padding moves every logit; widen(preserve=True) barely does")
-course.save_figure(fig, "11_widen.png")
+course.save_figure(fig, "14_widen.png")
 
 # %% [markdown]
 # What `preserve=True` leaves is the epsilon: `sqrt(var + eps)` over `D'` entries is
@@ -372,7 +372,6 @@ print("all numbers as expected")
 #   `finetune` (`only_rows`: the update masked before and after Adam), `widen` (centring
 #   the writers, rescaling the norms' gains, padding heads).
 # - `minitf/words.py`: `WordTokenizer`, one token per word.
-# - `experiments/new_token_init.py`: the same measurement over more seeds.
 # - `tests/test_surgery.py`: the Jensen bound, bit-identical frozen rows, and the proof
 #   that widening's remaining error is the layer norms' epsilon.
-# - Lesson 12 uses these tools to give a model a token it is missing.
+# - Lesson 15 uses these tools to give a model a token it is missing.

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 13: Grokking modular addition
+# # Lesson 16: Grokking modular addition
 #
 # **Goal:** watch a one-layer transformer first memorise `(a + b) mod p` and only later
 # generalise, and see why: weight decay shrinks the weights after memorisation, and the
@@ -15,7 +15,7 @@
 # Terms are in the [glossary](../docs/glossary.md).
 #
 # This lesson uses p = 59 so that a laptop CPU finishes in a few minutes. Nanda et al.'s
-# p = 113 is an optional long run: `MINITF_GROK_LONG=1 python lessons/13_grokking.py`
+# p = 113 is an optional long run: `MINITF_GROK_LONG=1 python lessons/16_grokking.py`
 # (or `--long`; 5000 steps, about twice as long; its figures get a `_p113` suffix).
 
 # %%
@@ -29,7 +29,7 @@ import numpy as np
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from minitf import course
-from minitf.course_check import check_here
+from minitf.course.check import check_here
 from minitf.tasks import config_for, modular_addition
 from minitf.train import train
 
@@ -131,7 +131,7 @@ log_step_axis(ax)
 ax.set_ylabel("accuracy")
 ax.legend(loc="center left")
 ax.set_title(f"(a + b) mod {P}: 100% on the train pairs first, the test pairs much later")
-course.save_figure(fig, f"13_grokking_accuracy{FIGURE_SUFFIX}.png")
+course.save_figure(fig, f"16_grokking_accuracy{FIGURE_SUFFIX}.png")
 
 # %% [markdown]
 # ## The weights shrink after memorisation
@@ -159,7 +159,7 @@ def weight_norm(params: dict) -> float:
 
 
 # %%
-check_here(13, globals(), "weight_norm")
+check_here(16, globals(), "weight_norm")
 
 # %%
 norms = np.array([weight_norm(p_) for _, p_ in result.snapshots])  # (S,)
@@ -178,7 +178,7 @@ for step in (memorised, grokked):
 log_step_axis(ax)
 ax.set_ylabel("norm of all weight matrices")
 ax.set_title("The weights grow while the model memorises, then decay shrinks them")
-course.save_figure(fig, f"13_weight_norm{FIGURE_SUFFIX}.png")
+course.save_figure(fig, f"16_weight_norm{FIGURE_SUFFIX}.png")
 
 # %% [markdown]
 # The layer-norm scales grow instead (printed above): they are not decayed, and a layer
@@ -233,8 +233,8 @@ def key_frequencies(norms: np.ndarray, share: float = 0.8) -> list[int]:
 
 
 # %%
-check_here(13, globals(), "fourier_norms")
-check_here(13, globals(), "key_frequencies")
+check_here(16, globals(), "fourier_norms")
+check_here(16, globals(), "key_frequencies")
 
 # %%
 spectrum_init = fourier_norms(result.snapshots[0][1]["embed"], P)  # (P//2+1,)
@@ -253,7 +253,7 @@ for ax, spectrum, keys, when in ((axes[0], spectrum_init, keys_init, "at init"),
     ax.set_xlabel("frequency k")
 axes[0].set_ylabel("share of the embedding's energy")
 fig.suptitle("The residues' embeddings: spread over all frequencies, then a few key ones")
-course.save_figure(fig, f"13_fourier_spectrum{FIGURE_SUFFIX}.png")
+course.save_figure(fig, f"16_fourier_spectrum{FIGURE_SUFFIX}.png")
 
 # %% [markdown]
 # Why waves? Write `w = 2 pi k / p` for a key frequency `k`. From `cos(w a)`, `sin(w a)`,

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 6: Next-token training
+# # Lesson 7: Next-token training
 #
 # **Goal:** train a transformer to add by scoring its next-token predictions on the answer
 # only, and measure how much the order in which the answer is written matters.
@@ -7,7 +7,7 @@
 # A language model is trained on one question, asked at every position: *what comes
 # next?* For a toy task we ask it only where the answer is (the *loss mask*), average the
 # *cross-entropy* of those predictions, and follow its gradient. Nothing else changes from
-# the model of lesson 5. Terms are in the [glossary](../docs/glossary.md).
+# the model of lesson 6. Terms are in the [glossary](../docs/glossary.md).
 
 # %%
 import math
@@ -20,7 +20,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from minitf import course, model
-from minitf.course_check import check_here
+from minitf.course.check import check_here
 from minitf.tasks import EVAL_SEED, Task, addition, config_for, exact_match
 from minitf.train import loss_fn, make_optimizer, make_train_step
 
@@ -48,7 +48,7 @@ for row, row_mask in zip(tokens[:2], loss_mask[:2], strict=True):
 # The model reads tokens `0..t` and predicts token `t + 1`. So a batch of sequences is
 # cut in two: the *inputs* are every token but the last, the *targets* every token but
 # the first. Position `t` of the inputs is scored against position `t` of the targets,
-# which is token `t + 1` of the sequence. Causal attention (lesson 4) makes this honest:
+# which is token `t + 1` of the sequence. Causal attention (lesson 5) makes this honest:
 # position `t` cannot read its own target.
 #
 # ### Exercise 1: `next_token_targets`
@@ -85,8 +85,8 @@ def answer_loss_mask(prompt_len: int, answer_len: int) -> np.ndarray:
 
 
 # %%
-check_here(6, globals(), "next_token_targets")
-check_here(6, globals(), "answer_loss_mask")
+check_here(7, globals(), "next_token_targets")
+check_here(7, globals(), "answer_loss_mask")
 
 # %% [markdown]
 # ## The loss: masked cross-entropy
@@ -113,7 +113,7 @@ def masked_cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.Array)
 
 
 # %%
-check_here(6, globals(), "masked_cross_entropy")
+check_here(7, globals(), "masked_cross_entropy")
 
 # %% [markdown]
 # `minitf.train.loss_fn` does exactly these three steps (shift, mask, mean cross-entropy)
@@ -240,7 +240,7 @@ ax.set_ylabel("held-out exact match (%)")
 ax.set_ylim(0, 102)
 ax.legend()
 ax.set_title(f"3-digit addition, {STEPS} steps of {BATCH}: reversed reaches 100%, plain stalls")
-course.save_figure(fig, "06_train_size_sweep.png")
+course.save_figure(fig, "07_train_size_sweep.png")
 
 # %% [markdown]
 # With too few problems both formats memorize: the training loss goes to zero while
@@ -298,7 +298,7 @@ for ax, name in zip(axes, formats, strict=True):
 axes[0].set_ylabel("held-out digit accuracy (%)")
 axes[1].legend()
 fig.suptitle(f"Each answer digit while training on N={max(SIZES)}: the carry digit comes first")
-course.save_figure(fig, "06_digit_order.png")
+course.save_figure(fig, "07_digit_order.png")
 final_digit_acc = {name: runs[name, max(SIZES)]["digit_acc"][-1] for name in formats}
 for name in formats:
     print(f"{name:8} first step at >= 90%:", dict(zip(places, step_to_90[name], strict=True)))

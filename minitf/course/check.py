@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minitf import course
+from minitf.course.notebooks import read_source
 
 NOT_STARTED, FAILING, PASSING = "not started", "failing", "passing"
 
@@ -84,7 +85,7 @@ def definitions_only(source: str, filename: str = "<lesson>") -> ast.Module:
 def load_definitions(path: Path) -> types.ModuleType:
     """Execute the definitions of a learner's `.py` or `.ipynb` file; return them as a module."""
     path = Path(path)
-    tree = definitions_only(course.read_source(path), str(path))
+    tree = definitions_only(read_source(path), str(path))
     name = f"minitf_learner_{abs(hash(str(path.resolve())))}"
     module = types.ModuleType(name)
     module.__file__ = str(path)
@@ -144,11 +145,6 @@ def _learner_frame(err: BaseException) -> str:
             if Path(frame.filename).parent.name != "minitf":
                 return f" (line {frame.lineno} of {Path(frame.filename).name})"
     return ""
-
-
-def check_module(number: int, module: object, checks_folder: Path | None = None) -> list[Result]:
-    """Run every check of lesson `number` against already-loaded definitions."""
-    return [run_check(name, fn, module) for name, fn in load_checks(number, checks_folder)]
 
 
 def check_file(number: int, path: Path, checks_folder: Path | None = None) -> list[Result]:

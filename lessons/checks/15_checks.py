@@ -1,4 +1,4 @@
-"""Checks for lesson 12's exercises: the lm_head as a nearest-vector lookup, and the KL
+"""Checks for lesson 15's exercises: the lm_head as a nearest-vector lookup, and the KL
 divergence that measures what adding a token does to the old predictions.
 
 Each takes the learner's definitions as `module`; AssertionError carries a hint, never

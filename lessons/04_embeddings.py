@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 3: Embeddings
+# # Lesson 4: Embeddings
 #
 # **Goal:** see that an embedding is a table of vectors, one row per token, random at
 # first, and measure how training on 3-digit addition arranges the ten digits in order.
@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minitf import course, model, plots, tasks
-from minitf.course_check import check_here
+from minitf.course.check import check_here
 
 course.setup_matplotlib()
 QUICK = course.quick_mode()
@@ -57,7 +57,7 @@ def embed(tokens: jax.Array, embed_matrix: jax.Array) -> jax.Array:
 
 
 # %%
-check_here(3, globals(), "embed")
+check_here(4, globals(), "embed")
 
 # %% [markdown]
 # ## A lookup is a matrix product with a one-hot vector
@@ -115,7 +115,7 @@ def cosine_similarity_matrix(vectors: jax.Array) -> jax.Array:
 
 
 # %%
-check_here(3, globals(), "cosine_similarity_matrix")
+check_here(4, globals(), "cosine_similarity_matrix")
 
 # %%
 DIGITS = np.arange(10)  # token ids 0-9 are the digits 0-9
@@ -149,7 +149,7 @@ for ax, cos, name in zip(axes, [cos_init, cos_trained], ["untrained", "trained"]
 fig.colorbar(image, ax=axes[1], fraction=0.046)
 fig.suptitle("After training, digits close in value have similar vectors (a band "
              "along the diagonal)", fontsize=9)
-course.save_figure(fig, "03_cosine_similarity.png")
+course.save_figure(fig, "04_cosine_similarity.png")
 
 # %% [markdown]
 # ## A map of the vectors: PCA
@@ -177,7 +177,7 @@ def pca_project(matrix: jax.Array, n_components: int = 2) -> jax.Array:
 
 
 # %%
-check_here(3, globals(), "pca_project")
+check_here(4, globals(), "pca_project")
 
 # %% [markdown]
 # `minitf.plots.pca_2d` is the reference (it also returns the share of the variance each
@@ -194,7 +194,7 @@ fig = plots.plot_embeddings_pca(maps, [str(d) for d in DIGITS],
 for ax, matrix in zip(fig.axes, maps.values(), strict=True):
     coords, _ = plots.pca_2d(matrix)  # (10, 2), the same projection the panel shows
     ax.plot(coords[:, 0], coords[:, 1], color="tab:gray", lw=0.8, alpha=0.7)
-course.save_figure(fig, "03_embeddings_pca.png")
+course.save_figure(fig, "04_embeddings_pca.png")
 
 # %% [markdown]
 # ## Measuring the order
@@ -287,7 +287,7 @@ print("all numbers as expected")
 # - `minitf/model.py`: `init_params` makes `embed` `(V, D)` and `pos_embed`
 #   `(max_len, D)`; `_forward_rows` starts with the lookup
 #   `jnp.take(params["embed"], tokens, axis=0) + params["pos_embed"][None, :T]`;
-#   `unembed_matrix` is the other end (lesson 5).
+#   `unembed_matrix` is the other end (lesson 6).
 # - `minitf/plots.py`: `pca_2d` and `plot_embeddings_pca`.
 # - `minitf/vectors.py`: `nearest_tokens`, the nearest-token question for any vector.
 # - `minitf/surgery.py`: adding a token means adding a row to this table.

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 10: Tokenization has consequences
+# # Lesson 13: Tokenization has consequences
 #
 # **Goal:** measure why a model that reads BPE tokens can't count the letters of a word it
 # has not memorised ("how many r's in strawberry?"), and fix it by letting the model spell
@@ -26,7 +26,7 @@ import numpy as np
 
 from minitf import course
 from minitf.bpe import Tokenizer
-from minitf.course_check import check_here
+from minitf.course.check import check_here
 from minitf.model import Config
 from minitf.tasks import Task
 from minitf.train import train
@@ -63,7 +63,7 @@ def count_letter(word: str, letter: str) -> int:
 
 
 # %%
-check_here(10, globals(), "count_letter")
+check_here(13, globals(), "count_letter")
 
 
 # %%
@@ -106,7 +106,7 @@ def token_pieces(tokenizer: Tokenizer, word: str) -> list[str]:
 
 
 # %%
-check_here(10, globals(), "token_pieces")
+check_here(13, globals(), "token_pieces")
 
 tokenizer = Tokenizer.train("\n".join(train_words), VOCAB_SIZE)
 for word in ["strawberry", "counting", "letters", "tokenizer"]:
@@ -163,7 +163,7 @@ def spell_first_answer(word: str, letter: str, width: int) -> str:
 
 
 # %%
-check_here(10, globals(), "spell_first_answer")
+check_here(13, globals(), "spell_first_answer")
 
 # %% [markdown]
 # `counting_task` turns a tokenizer and an answer format into a `minitf.tasks.Task`, so
@@ -309,7 +309,7 @@ ax_acc.set_ylabel("count right (fraction)")
 ax_acc.set_title("how many times does the letter occur?")
 ax_acc.legend(loc="lower right", fontsize=8)
 fig.suptitle("Letters hidden in BPE tokens can't be counted, unless the model spells first")
-course.save_figure(fig, "10_letter_counting.png")
+course.save_figure(fig, "13_letter_counting.png")
 
 # %% [markdown]
 # ## How many r's in strawberry?

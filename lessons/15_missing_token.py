@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 12: When the token doesn't exist
+# # Lesson 15: When the token doesn't exist
 #
 # **Goal:** see the lm_head as a nearest-vector lookup, watch a toy model build an answer
 # its vocabulary has no token for and snap to the nearest token that exists (the seahorse
@@ -19,8 +19,9 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minitf import course, seahorse, surgery
-from minitf.course_check import check_here
+from minitf import course, surgery
+from minitf.course import seahorse
+from minitf.course.check import check_here
 from minitf.lens import layer_names, logit_lens
 from minitf.model import forward, layer_norm, unembed_matrix
 
@@ -55,12 +56,12 @@ def nearest_tokens(vector: jax.Array, unembed: jax.Array, k: int) -> tuple[jax.A
 
 
 # %%
-check_here(12, globals(), "nearest_tokens")
+check_here(15, globals(), "nearest_tokens")
 
 # %% [markdown]
 # ## A language with no seahorse emoji
 #
-# `minitf.seahorse` generates running text in a toy language, one word per token
+# `minitf.course.seahorse` generates running text in a toy language, one word per token
 # (`minitf.words.WordTokenizer`). Ordinary sentences say what things do (`the sea horse
 # swims in the sea .`); emoji sentences name a thing's emoji (`emoji-of fish FISH_EMOJI .`,
 # `emoji-of sea star STARFISH_EMOJI .`). There are emojis for horse, fish, sea star and
@@ -94,7 +95,7 @@ print(f"the answer snaps to {snap} (p = {probs[snap_id]:.2f}); all emojis togeth
 # %% [markdown]
 # ## Watching the answer form
 #
-# The logit lens (lesson 8) reads every layer's residual through the final norm and the
+# The logit lens (lesson 10) reads every layer's residual through the final norm and the
 # unembedding. Each row below is "what the model would say if it stopped here".
 
 # %%
@@ -128,7 +129,7 @@ print(f"cosine of the final vector with {snap}: {snap_cosine:.2f} (1 would be 'e
 # %% [markdown]
 # ## The fix: add the token
 #
-# Lesson 11's tools: `surgery.add_tokens` appends a `SEAHORSE_EMOJI` row (the model has
+# Lesson 14's tools: `surgery.add_tokens` appends a `SEAHORSE_EMOJI` row (the model has
 # tied embeddings, so one row serves as both embedding and unembedding), and
 # `surgery.finetune(..., only_rows=[new_id])` trains only that row on text that now
 # includes `emoji-of sea horse SEAHORSE_EMOJI .` in one sentence of ten. Four starts
@@ -157,7 +158,7 @@ def kl_old_to_new(old_logits: jax.Array, new_logits: jax.Array) -> jax.Array:
 
 
 # %%
-check_here(12, globals(), "kl_old_to_new")
+check_here(15, globals(), "kl_old_to_new")
 
 # %% [markdown]
 # Now each init: the KL its new row causes on unrelated sentences, then fine-tuning
@@ -198,8 +199,8 @@ for name, init in seahorse.fix_inits(tokenizer).items():
 
 # %% [markdown]
 # The KL is small for every init: a new row only takes probability where its logit is
-# competitive. The mean row is guaranteed harmless (lesson 11's bound: at most
-# `log(1 + 1/V)`). `minitf.seahorse.kl_after_adding` measures the same from two models.
+# competitive. The mean row is guaranteed harmless (lesson 14's bound: at most
+# `log(1 + 1/V)`). `minitf.course.seahorse.kl_after_adding` measures the same from two models.
 #
 # After the fix, the lens on the same prompt: where does `SEAHORSE_EMOJI` appear?
 
@@ -228,7 +229,7 @@ axes[0].set_ylabel("lens probability of the next token")
 axes[1].legend(fontsize=7)
 fig.suptitle("'... emoji-of sea horse': an emoji forms within the first blocks and snaps "
              "to the nearest token that exists", fontsize=9)  # fmt: skip
-course.save_figure(fig, "12_seahorse_lens.png")
+course.save_figure(fig, "15_seahorse_lens.png")
 
 fig, (left, right) = plt.subplots(1, 2, figsize=course.FIGSIZE)
 for i, (name, r) in enumerate(fix.items()):
@@ -243,7 +244,7 @@ right.set_xticks(range(len(fix)), [n.split(" (")[0] for n in fix], rotation=20, 
 right.set_ylabel("KL(old || new) on unrelated text, nats")
 fig.suptitle("Fixing it: how fast each start is learned, and what adding it costs elsewhere",
              fontsize=9)  # fmt: skip
-course.save_figure(fig, "12_seahorse_fix.png")
+course.save_figure(fig, "15_seahorse_fix.png")
 
 # %% [markdown]
 # ## What you should see
@@ -279,8 +280,7 @@ print("all numbers as expected")
 #
 # - `minitf/vectors.py`: `nearest_tokens` (dot product or cosine, optionally through the
 #   final norm), the lookup of exercise 1.
-# - `minitf/seahorse.py`: the toy language (`vocabulary`, `sentence`, `ToyLanguage`), its
+# - `minitf/course/seahorse.py`: the toy language (`vocabulary`, `sentence`, `ToyLanguage`), its
 #   held-out prompts, `kl_after_adding`, `fix_inits` and the cached `trained_model`.
 # - `minitf/lens.py`: `logit_lens`, `LensResult.table`, `.prob`, `.first_top1_layer`.
-# - `minitf/surgery.py`: `add_tokens`, `finetune(..., only_rows=...)` (lesson 11).
-# - `experiments/seahorse.py`: the same story as a script, with a longer-trained model.
+# - `minitf/surgery.py`: `add_tokens`, `finetune(..., only_rows=...)` (lesson 14).

@@ -1,11 +1,11 @@
 # %% [markdown]
-# # Lesson 9: What attention learned
+# # Lesson 11: What attention learned
 #
 # **Goal:** measure which operand digits each answer digit of the addition model reads
 # (the column algorithm and the carry), and which parts of the model write the answer's
 # logit (direct logit attribution of attention heads and MLPs).
 #
-# Attention is the only place where positions exchange information (lesson 4), so its
+# Attention is the only place where positions exchange information (lesson 5), so its
 # patterns show where each answer digit *can* get its inputs. A person adds column by
 # column, right to left, carrying a 1. Does the model? We measure instead of assuming.
 # See *attention pattern*, *carry* and *direct logit attribution* in the
@@ -19,7 +19,7 @@ import numpy as np
 
 from minitf import course, model
 from minitf.attribution import direct_logit_attribution
-from minitf.course_check import check_here
+from minitf.course.check import check_here
 from minitf.plots import plot_attention
 
 course.setup_matplotlib()
@@ -30,7 +30,7 @@ N_ATTRIBUTION = 40 if QUICK else 200  # problems for the logit attribution (one 
 # %% [markdown]
 # ## The model and one problem
 #
-# The demo's 3-digit addition model from lesson 8 (trained once, then cached). For one
+# The demo's 3-digit addition model from lesson 10 (trained once, then cached). For one
 # held-out problem, `forward(..., cache=True)` keeps every layer's attention pattern:
 # `blocks.{l}.attn_pattern`, shape `(B, H, T, T)`, row `t` = where query position `t`
 # looks.
@@ -50,7 +50,7 @@ patterns = np.stack([acts[f"blocks.{l}.attn_pattern"][0] for l in range(L)])  # 
 readers = text[P - 1 : P - 1 + A]  # the rows that predict the answer digits
 fig = plot_attention(patterns, list(text), title=f"Attention on {text}: the rows {readers} "
                      "predict the answer digits; in layer 0 they read operand digits")
-course.save_figure(fig, "09_attention_one_problem.png")
+course.save_figure(fig, "11_attention_one_problem.png")
 plt.close(fig)
 
 # %% [markdown]
@@ -91,7 +91,7 @@ def column_attention(patterns: jax.Array, query_positions, columns) -> jax.Array
 
 
 # %%
-check_here(9, globals(), "column_attention")
+check_here(11, globals(), "column_attention")
 
 # %% [markdown]
 # Now over many held-out problems, layer by layer (this uses your `column_attention`).
@@ -134,7 +134,7 @@ axes[0][0].set_ylabel("answer digit")
 axes[-1][0].set_xlabel("operand column")
 fig.suptitle(f"Attention from answer positions onto operand columns ({N_PROBLEMS} "
              "problems): layer 0 reads each digit's column", fontsize=9)
-course.save_figure(fig, "09_column_attention.png")
+course.save_figure(fig, "11_column_attention.png")
 plt.close(fig)
 
 # %% [markdown]
@@ -150,7 +150,7 @@ plt.close(fig)
 # - **Not every carry is.** No head of layer 0 reads the tens column cleanly for the
 #   hundreds digit, although its carry comes from there. That information has to arrive
 #   some other way: mixed into a head that mostly reads the hundreds column, or through
-#   layer 1; the patterns alone don't say which. Lesson 8's tuned lens agrees that
+#   layer 1; the patterns alone don't say which. Lesson 10's tuned lens agrees that
 #   something is missing: the hundreds digit is the least ready one after block 0.
 # - **Layer 1 is more diffuse**: its largest column mass per answer digit is well below
 #   layer 0's.
@@ -203,7 +203,7 @@ def component_logit(component: jax.Array, final_resid: jax.Array, params: dict,
 
 
 # %%
-check_here(9, globals(), "component_logit")
+check_here(11, globals(), "component_logit")
 
 # %% [markdown]
 # `minitf.attribution.direct_logit_attribution` does this for every component at once:
@@ -261,13 +261,13 @@ ax.set_ylabel("mean direct effect on the right digit's logit")
 ax.legend(title="answer digit", fontsize=8)
 ax.set_title("The MLPs write the answer; attention heads move information but write little "
              "of the logit directly", fontsize=9)
-course.save_figure(fig, "09_logit_attribution.png")
+course.save_figure(fig, "11_logit_attribution.png")
 plt.close(fig)
 
 # %% [markdown]
 # Attention gathers the operand digits (the first half of this lesson), but its heads
 # write little of the answer's logit *directly*. The MLPs write it, block 1's most of all;
-# block 0's MLP writes its largest share for the thousands digit (which lesson 8 found
+# block 0's MLP writes its largest share for the thousands digit (which lesson 10 found
 # ready after block 0). A direct effect is not the whole story either: a head's
 # output also feeds the MLPs after it, and that indirect effect is not counted here.
 #
@@ -314,4 +314,3 @@ print("all numbers as expected")
 # - `minitf/plots.py`: `plot_attention` (the grid of patterns).
 # - `minitf/attribution.py`: `direct_logit_attribution` and `Attribution` (`.by_block()`,
 #   `.plot()`); your exercise 2 is one row of its `_attribute`.
-# - `experiments/lens_over_training.py`: writes a logit attribution for one problem.

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 5: The transformer block and the residual stream
+# # Lesson 6: The transformer block and the residual stream
 #
 # **Goal:** assemble a transformer block from minitf's pieces, see the model as a stream
 # of vectors that every block adds to, and count its parameters by formula.
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 
 from minitf import course, model
-from minitf.course_check import check_here
+from minitf.course.check import check_here
 
 course.setup_matplotlib()
 QUICK = course.quick_mode()
@@ -61,7 +61,7 @@ def block(resid_pre: jax.Array, block_params: dict, n_head: int) -> jax.Array:
 
 
 # %%
-check_here(5, globals(), "block")
+check_here(6, globals(), "block")
 
 # %% [markdown]
 # ## Each block adds a little
@@ -89,7 +89,7 @@ ax.set_xlabel("stage (block.stage)")
 ax.set_ylabel("mean vector norm")
 ax.legend()
 ax.set_title("At init every block adds a small update to a stream that persists")
-course.save_figure(fig, "05_residual_stream.png")
+course.save_figure(fig, "06_residual_stream.png")
 
 # %% [markdown]
 # The model's output reads only the last residual: final layer norm, then the
@@ -126,7 +126,7 @@ def count_params_formula(config: model.Config) -> int:
 
 
 # %%
-check_here(5, globals(), "count_params_formula")
+check_here(6, globals(), "count_params_formula")
 
 # %% [markdown]
 # GPT-2 small (the 124M model) is this architecture with `V = 50257`, 12 layers, 12 heads,
@@ -161,7 +161,7 @@ ax.bar(list(parts), [n / 1e6 for n in parts.values()], color="tab:green")
 ax.set_ylabel("parameters (millions)")
 ax.set_xlabel("part of GPT-2 small")
 ax.set_title("GPT-2 small: MLPs hold most weights, then the token embedding")
-course.save_figure(fig, "05_gpt2_params.png")
+course.save_figure(fig, "06_gpt2_params.png")
 
 # %% [markdown]
 # ## What you should see
@@ -189,4 +189,4 @@ print("all numbers as expected")
 #   `params["blocks"]`), `layer_norm`, `mlp`, `logits_from_resid`, `count_params`,
 #   `init_params` (the `1/sqrt(2 n_layer)` scaling).
 # - `minitf/lens.py`: the logit lens applies `logits_from_resid` to every layer's
-#   residual (lesson 8).
+#   residual (lesson 10).
