@@ -2,7 +2,7 @@
 
     python benchmarks/train.py [--rounds 7] [--configs A B] [--devices 1]
 
-Times `minitf.train.make_train_step` (jitted forward + backward + clipped AdamW) on two
+Times `minitf.train`'s own jitted step (forward + backward + clipped AdamW) on two
 model sizes, and the same architecture written nanoGPT-style in eager PyTorch
 (benchmarks/torch_reference.py, 2 threads) when torch is installed. PyTorch runs in its
 own process and the two take turns, a slice of steps each, so both see the same machine
@@ -39,7 +39,7 @@ def minitf_runner(c: dict) -> tuple:
     from jax.sharding import NamedSharding, PartitionSpec
 
     from minitf.model import Config
-    from minitf.train import _optimizer_and_step, data_mesh
+    from minitf.train import TrainConfig, _compiled, data_mesh
 
     t0 = time.perf_counter()
     config = Config(vocab_size=c["vocab"], n_layer=c["n_layer"], n_head=c["n_head"],
@@ -47,7 +47,7 @@ def minitf_runner(c: dict) -> tuple:
     mesh = data_mesh(c["batch"])
     split = NamedSharding(mesh, PartitionSpec("batch"))
     # what train() uses: AdamW settings, parameters + optimizer state, the jitted step
-    _, init_state, step = _optimizer_and_step(config, 1e-3, 1000, 50, 0.1, 1.0, mesh)
+    _, init_state, step = _compiled(config, TrainConfig(steps=1000, lr=1e-3, warmup=50), mesh)
     state = list(init_state(jax.random.key(0)))
     jax.block_until_ready(state)
     t1 = time.perf_counter()
@@ -60,7 +60,7 @@ def minitf_runner(c: dict) -> tuple:
     def run(n: int) -> float:
         t = time.perf_counter()
         for _ in range(n):
-            state[0], state[1], loss, _ = step(state[0], state[1], tokens, loss_mask)
+            state[0], state[1], loss, _ = step(state[0], state[1], (tokens, loss_mask))
         loss.block_until_ready()
         return time.perf_counter() - t
 

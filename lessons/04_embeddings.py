@@ -35,7 +35,7 @@ N_RANDOM = 200  # random embedding matrices: what "no organization" looks like
 # %%
 task = tasks.addition(3)
 tok = task.tokenizer
-config = tasks.config_for(task, **tasks.train_defaults(task)["model"])
+config = tasks.config_for(task, **tasks.train_defaults(task)[0])  # (model size, settings)
 params_init = jax.jit(model.init_params, static_argnums=0)(config, jax.random.key(0))
 embed_init = np.asarray(params_init["embed"])  # (V, D)
 tokens = jnp.asarray(tok.encode("123+045="))  # (T,)
@@ -285,7 +285,7 @@ print("all numbers as expected")
 # ## Where this lives in minitf/
 #
 # - `minitf/model.py`: `init_params` makes `embed` `(V, D)` and `pos_embed`
-#   `(max_len, D)`; `_forward_rows` starts with the lookup
+#   `(max_len, D)`; `forward` starts with the lookup
 #   `jnp.take(params["embed"], tokens, axis=0) + params["pos_embed"][None, :T]`;
 #   `unembed_matrix` is the other end (lesson 6).
 # - `minitf/plots.py`: `pca_2d` and `plot_embeddings_pca`.

@@ -185,8 +185,9 @@ print("all numbers as expected")
 # %% [markdown]
 # ## Where this lives in minitf/
 #
-# - `minitf/model.py`: `_forward_rows` (the block, written out in the loop over
-#   `params["blocks"]`), `layer_norm`, `mlp`, `logits_from_resid`, `count_params`,
-#   `init_params` (the `1/sqrt(2 n_layer)` scaling).
+# - `minitf/model.py`: `block` (the one you wrote, which also keeps its activations
+#   for the cache) and `forward` (embeddings, `block` for each of `params["blocks"]`,
+#   the final norm and the unembedding), `layer_norm`, `mlp`, `logits_from_resid`,
+#   `count_params`, `init_params` (the `1/sqrt(2 n_layer)` scaling).
 # - `minitf/lens.py`: the logit lens applies `logits_from_resid` to every layer's
 #   residual (lesson 10).

@@ -10,6 +10,7 @@
 # the model of lesson 6. Terms are in the [glossary](../docs/glossary.md).
 
 # %%
+import functools
 import math
 import time
 
@@ -17,12 +18,11 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from jax.sharding import Mesh
 
 from minitf import course, model
 from minitf.course.check import check_here
 from minitf.tasks import EVAL_SEED, Task, addition, config_for, exact_match
-from minitf.train import loss_fn, make_optimizer, make_train_step
+from minitf.train import TrainConfig, loss_fn, make_optimizer, make_step
 
 course.setup_matplotlib()
 QUICK = course.quick_mode()
@@ -137,9 +137,9 @@ print(f"loss at init {float(init_loss):.3f}, log V = log {task.tokenizer.vocab_s
 # `minitf.train.train` draws fresh problems at every step, as if data were unlimited. To
 # ask *how many examples does the model need?* we instead fix a training set of `N`
 # problems and draw every batch from it (the model sees each problem many times).
-# One step is `make_train_step`'s jitted function: loss, gradient, AdamW update
-# (`make_optimizer`: warmup, cosine decay, clipping). The mesh says where the batch
-# lives; on one CPU it has one device and does nothing.
+# One step is `make_step`'s jitted function: loss, gradient, AdamW update
+# (`make_optimizer`: warmup, cosine decay, clipping), with the settings of a
+# `TrainConfig` (the defaults, here: 5% warmup, weight decay 0.1, gradients clipped at 1).
 #
 # Held-out problems come from the test side of the task's split, which training never
 # draws from, so accuracy on them measures generalisation, not memory. We count
@@ -150,9 +150,9 @@ STEPS = 150 if QUICK else 1200  # optimizer steps per run
 SIZES = [500, 2000] if QUICK else [250, 500, 1000, 2000]  # training-set sizes N
 LR = 3e-3  # peak learning rate
 EVAL_N = 500  # held-out problems per evaluation
-mesh = Mesh(np.array(jax.devices()), ("batch",))  # one device on a laptop CPU
-optimizer = make_optimizer(LR, STEPS, warmup=STEPS // 20, weight_decay=0.1, clip=1.0)
-train_step = make_train_step(config, optimizer, mesh)  # compiled once, reused by every run
+optimizer = make_optimizer(TrainConfig(steps=STEPS, lr=LR))
+# compiled once, reused by every run
+train_step = make_step(functools.partial(loss_fn, config=config), optimizer)
 
 
 def digit_accuracy(task: Task, params: dict, config: model.Config,
@@ -179,8 +179,8 @@ def train_on_fixed_set(task: Task, train_tokens: np.ndarray, train_mask: np.ndar
     history = {"loss": [], "eval_step": [], "digit_acc": []}
     for step in range(1, steps + 1):
         rows = rng.integers(0, len(train_tokens), BATCH)  # (B,) problems of this batch
-        params, opt_state, loss, _ = train_step(params, opt_state, train_tokens[rows],
-                                                train_mask[rows])
+        batch = (train_tokens[rows], train_mask[rows])  # (B, T) each
+        params, opt_state, loss, _ = train_step(params, opt_state, batch)
         history["loss"].append(float(loss))
         if eval_every and (step % eval_every == 0 or step == 1):
             history["eval_step"].append(step)
@@ -358,9 +358,9 @@ print("all numbers as expected")
 # ## Where this lives in minitf/
 #
 # - `minitf/train.py`: `loss_fn` (the shift, the mask and the mean cross-entropy),
-#   `make_optimizer` (AdamW, warmup, cosine decay, clipping), `make_train_step` (the
-#   jitted step), `train` (the same loop with fresh problems at every step, plus
-#   evaluation, checkpoints and resuming).
+#   `TrainConfig` (every setting of a run), `make_optimizer` (AdamW, warmup, cosine
+#   decay, clipping), `make_step` (the jitted step, for any loss), `train` (the same loop
+#   with fresh problems at every step, plus evaluation, checkpoints and resuming).
 # - `minitf/tasks.py`: `Task.batch` (tokens and `loss_mask`), `addition(digits,
 #   reverse_answer=...)`, `Task.evaluate` and `exact_match` (held-out exact match),
-#   `greedy_answers` (how `predict` writes an answer one token at a time).
+#   `Task.predict` (greedy answers, one token at a time, with `minitf.sample.generate`).

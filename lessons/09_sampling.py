@@ -381,6 +381,6 @@ print("all numbers as expected")
 #   `sample_next` (temperature, then the filters, then `jax.random.categorical`; greedy
 #   at temperature 0), `init_cache` and `forward_with_cache` (the KV cache),
 #   `generate` (the whole loop in one `jax.jit` call, cached or not).
-# - `minitf/tasks.py`: `greedy_answers`, the uncached greedy loop that `evaluate` uses.
+# - `minitf/tasks.py`: `Task.predict`, which answers with `generate` at temperature 0.
 # - `minitf sample CKPT --temperature T --top-k K --top-p P`: the same from the command
 #   line.

@@ -19,7 +19,7 @@ import numpy as np
 
 from minitf import course, model
 from minitf.course.check import check_here
-from minitf.lens import layer_names, lens_log_probs, lens_over_training, logit_lens
+from minitf.lens import first_top1_layers, layer_names, lens_log_probs, logit_lens
 from minitf.plots import plot_first_top1_layer
 from minitf.tasks import train_defaults
 from minitf.train import train
@@ -229,7 +229,8 @@ tuned, tuned_losses = train_tuned_lens(params, config, train_sequences, steps=TU
                                        seed=0)
 kl_logit = lens_kl_per_layer(params, config, test_tokens)  # (L+1,): mean over all positions
 kl_tuned = lens_kl_per_layer(params, config, test_tokens, tuned)  # (L+1,)
-tuned_lp = lens_log_probs(params, jnp.asarray(test_tokens), config, tuned)  # (L+1, N, T, V)
+# the tuned lens is the logit lens with the residuals translated first
+tuned_lp = lens_log_probs(params, jnp.asarray(test_tokens), config, tuned.translate)
 tuned_top1 = np.asarray(
     (tuned_lp[:, :, positions].argmax(-1) == test_answers[None]).mean(axis=1))  # (L+1, A)
 print(f"tuned lens training loss: {tuned_losses[0]:.2f} -> {tuned_losses[-1]:.2f} nats")
@@ -256,17 +257,29 @@ plt.close(fig)
 #
 # ## The lens over training
 #
-# Finally, watch the answer appear while the model learns. `train(...,
-# snapshot_every=N)` keeps a copy of the parameters every `N` steps;
-# `lens_over_training` runs the lens on each copy over held-out problems and reports, per
+# Finally, watch the answer appear while the model learns. `train`'s `callback` sees the
+# parameters after every step; ours keeps a copy every `LOT_EVERY` steps. Then
+# `first_top1_layers` runs the lens on each copy over held-out problems and reports, per
 # answer digit, the first row at which the right digit is on top (`L + 1`, "never",
 # when not even the output gets it).
 
 # %%
-defaults = train_defaults(task)  # the settings course.trained_model used (full mode)
-run = train(config, task, steps=LOT_STEPS, batch_size=LOT_BATCH, lr=defaults["lr"], seed=0,
-            snapshot_every=LOT_EVERY, progress=False)
-steps, first = lens_over_training(run.snapshots, config, task, n=N_PROBLEMS, seed=3)
+snapshots = []  # (step, parameters): the model while it learns
+
+
+def keep_snapshot(step: int, params: dict) -> None:
+    if step % LOT_EVERY == 0 or step == LOT_STEPS:
+        snapshots.append((step, jax.device_get(params)))
+
+
+_, defaults = train_defaults(task)  # the settings course.trained_model used
+train(config, task, defaults, steps=LOT_STEPS, batch_size=LOT_BATCH, callback=keep_snapshot,
+      progress=False)  # fmt: skip
+lot_prompts, lot_answers = task.problems(np.random.default_rng(3), N_PROBLEMS, "test")
+lot_tokens = np.concatenate([lot_prompts, lot_answers], axis=1)  # (N, T): the whole problem
+steps = np.array([step for step, _ in snapshots])  # (C,)
+first = np.stack([first_top1_layers(p_, config, lot_tokens, positions)
+                  for _, p_ in snapshots])  # (C, N, A)
 mean_first = first.mean(axis=1)  # (C, A): mean over problems of the first row on top
 never = config.n_layer + 1
 solved = (first < never).all(axis=2).mean(axis=1)  # (C,): every digit right at the output
@@ -335,8 +348,8 @@ print("all numbers as expected")
 #   without the log-softmax).
 # - `minitf/lens.py`: `logit_lens` and `LensResult` (`.table`, `.plot`, `.rank`, `.prob`,
 #   `.kl_to_final`, `.first_top1_layer`) for one sequence; `lens_log_probs`,
-#   `first_top1_layers` and `lens_over_training` for batches and snapshots.
+#   `first_top1_layers` for batches (and, above, for snapshots during training).
 # - `minitf/tuned_lens.py`: `TunedLens`, `train_tuned_lens`, `kl_per_layer`,
 #   `lens_kl_per_layer`, `plot_lens_comparison`.
-# - `minitf/train.py`: `train(..., snapshot_every=N)` keeps the snapshots.
+# - `minitf/train.py`: `train(..., callback=...)` sees the parameters after every step.
 # - `minitf lens CKPT TEXT`: the lens table from the command line.

@@ -21,7 +21,7 @@ import numpy as np
 from minitf import course, surgery
 from minitf.course.check import check_here
 from minitf.model import Config, forward, init_params
-from minitf.tasks import greedy_answers
+from minitf.sample import generate
 from minitf.words import WordTokenizer
 
 course.setup_matplotlib()
@@ -53,11 +53,11 @@ print("embed", params["embed"].shape, " unembed", params["unembed"].shape,
 #
 # We add one token, `h`, that means 4.5: it sorts between `4` and `5`, so `4h21h=`
 # should be answered `124hh`. The model has never seen it; it must learn where `h` goes.
-# First the tokenizer: `surgery.extend_tokenizer` keeps every old id and gives `h` the
-# next one, 11 (`add_tokens` below does this for us too).
+# First the tokenizer: `with_tokens` keeps every old id and gives `h` the next one, 11
+# (`surgery.add_tokens` below does this for us too).
 
 # %%
-tokenizer_h = surgery.extend_tokenizer(task.tokenizer, ["h"])
+tokenizer_h = task.tokenizer.with_tokens(["h"])
 H_ID = 11  # new tokens come after the old ones: h's id is the old vocabulary size
 assert H_ID == task.tokenizer.vocab_size == tokenizer_h.vocab_size - 1
 print("'4h21h=' ->", tokenizer_h.encode("4h21h="))
@@ -213,7 +213,7 @@ for name, init in INITS.items():
         curve: tuple[list[int], list[float]] = ([], [])
 
         def learned(step: int, p: dict, new_config=new_config, curve=curve) -> bool:
-            predicted = greedy_answers(p, jnp.asarray(test_prompts), new_config, LENGTH)
+            predicted = generate(p, new_config, test_prompts, LENGTH, temperature=0)[:, -LENGTH:]
             accuracy = float(np.all(np.asarray(predicted) == test_answers, axis=1).mean())
             curve[0].append(step)
             curve[1].append(accuracy)
@@ -368,10 +368,10 @@ print("all numbers as expected")
 # ## Where this lives in minitf/
 #
 # - `minitf/surgery.py`: `add_tokens` (the inits: "mean", "random", `{token: weight}`),
-#   `extend_tokenizer` (word, character and BPE tokenizers), `make_optimizer` and
-#   `finetune` (`only_rows`: the update masked before and after Adam), `widen` (centring
+#   `freeze_all_but_rows` and `finetune` (`only_rows`: the update masked before and after
+#   the optimizer), `widen` (centring
 #   the writers, rescaling the norms' gains, padding heads).
-# - `minitf/words.py`: `WordTokenizer`, one token per word.
+# - `minitf/words.py`, `minitf/chars.py`, `minitf/bpe.py`: each tokenizer's `with_tokens`.
 # - `tests/test_surgery.py`: the Jensen bound, bit-identical frozen rows, and the proof
 #   that widening's remaining error is the layer norms' epsilon.
 # - Lesson 15 uses these tools to give a model a token it is missing.

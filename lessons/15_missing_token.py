@@ -86,7 +86,7 @@ lens = logit_lens(params, config, prompt, tokenizer=tokenizer)
 probs = np.exp(lens.log_probs[-1, -1])  # (V,): the model's own output at the end
 emoji_ids = np.array([tokenizer.ids[e] for e in EMOJIS])  # (n_emoji,)
 snap_id = int(emoji_ids[np.argmax(probs[emoji_ids])])  # the emoji it answers with
-snap = tokenizer.token_str(snap_id)
+snap = tokenizer.display(snap_id)
 emoji_mass = float(probs[emoji_ids].sum())
 print(f"prompt: {seahorse.PROMPT!r}")
 print(f"the answer snaps to {snap} (p = {probs[snap_id]:.2f}); all emojis together p = "
@@ -119,7 +119,7 @@ w_u = unembed_matrix(params, config)  # (V, D)
 for layer in range(config.n_layer):
     resid = acts[f"blocks.{layer}.resid_post"][0, -1]  # (D,): the last position
     ids, scores = nearest_tokens(layer_norm(resid, params["ln_final"]), w_u, 3)
-    shown = ", ".join(f"{tokenizer.token_str(i)} {s:.1f}" for i, s in zip(ids, scores, strict=True))
+    shown = ", ".join(f"{tokenizer.display(i)} {s:.1f}" for i, s in zip(ids, scores, strict=True))
     print(f"after block {layer}: {shown}")
 final = acts["ln_final.out"][0, -1]  # (D,): what the lm_head reads
 cosines = (w_u @ final) / (jnp.linalg.norm(w_u, axis=-1) * jnp.linalg.norm(final))  # (V,)
@@ -170,7 +170,7 @@ new_id = tokenizer.vocab_size  # the new token's id: after all the old ones
 unrelated = seahorse.unrelated_prompts(tokenizer)  # (64, SEQ): no emoji anywhere
 contexts = jnp.asarray(seahorse.seahorse_contexts(tokenizer))  # (32, 12)
 old_logits = forward_jit(params, unrelated, config)  # (64, SEQ, V)
-fix_language = seahorse.ToyLanguage(tokenizer.with_words([seahorse.MISSING]), seahorse_share=0.1)
+fix_language = seahorse.ToyLanguage(tokenizer.with_tokens([seahorse.MISSING]), seahorse_share=0.1)
 fix = {}
 for name, init in seahorse.fix_inits(tokenizer).items():
     new_params, new_config, new_tokenizer = surgery.add_tokens(

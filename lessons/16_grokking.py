@@ -74,14 +74,22 @@ print(f"{np.sum(~test)} train pairs, {np.sum(test)} test pairs")
 # training loss is near zero. The papers train for 10,000 steps or more with a learning
 # rate of 1e-3 and weight decay 1.0; the time to grok shrinks roughly like
 # `1 / (lr * weight_decay)`, so three times the rate and twice the decay fit the same
-# story into 3000 steps. `snapshot_every` keeps a copy of the parameters every few steps;
+# story into 3000 steps. A `callback` keeps a copy of the parameters every few steps;
 # from them we measure accuracy on *every* train and test pair.
 
 # %%
 config = config_for(task, n_layer=1, n_head=4, d_model=64, d_mlp=256)
 cpu0, wall0 = os.times(), time.perf_counter()
+snapshots = []  # (step, parameters) every SNAPSHOT_EVERY steps, from step 0 on
+
+
+def keep_snapshot(step: int, params: dict) -> None:
+    if step % SNAPSHOT_EVERY == 0 or step == STEPS:
+        snapshots.append((step, jax.device_get(params)))
+
+
 result = train(config, task, steps=STEPS, batch_size=BATCH_SIZE, lr=LR,
-               weight_decay=WEIGHT_DECAY, seed=0, snapshot_every=SNAPSHOT_EVERY,
+               weight_decay=WEIGHT_DECAY, seed=0, callback=keep_snapshot,
                progress=False)  # fmt: skip
 cpu1 = os.times()
 cpu_seconds = cpu1.user - cpu0.user + cpu1.system - cpu0.system
@@ -94,8 +102,8 @@ def accuracies(params: dict) -> tuple[float, float]:
     return float(right[~test].mean()), float(right[test].mean())
 
 
-steps = np.array([step for step, _ in result.snapshots])  # (S,)
-train_acc, test_acc = np.array([accuracies(p_) for _, p_ in result.snapshots]).T  # (S,), (S,)
+steps = np.array([step for step, _ in snapshots])  # (S,)
+train_acc, test_acc = np.array([accuracies(p_) for _, p_ in snapshots]).T  # (S,), (S,)
 memorised = int(steps[np.argmax(train_acc >= 0.9)]) if train_acc.max() >= 0.9 else None
 grokked = int(steps[np.argmax(test_acc >= 0.9)]) if test_acc.max() >= 0.9 else None
 test_when_memorised = round(float(test_acc[steps == memorised][0]), 3) if memorised else None
@@ -162,10 +170,10 @@ def weight_norm(params: dict) -> float:
 check_here(16, globals(), "weight_norm")
 
 # %%
-norms = np.array([weight_norm(p_) for _, p_ in result.snapshots])  # (S,)
+norms = np.array([weight_norm(p_) for _, p_ in snapshots])  # (S,)
 peak = int(np.argmax(norms))
 low_after_peak = float(norms[peak:].min())
-ln_scale = [float(np.mean(p_["ln_final"]["scale"])) for _, p_ in result.snapshots]
+ln_scale = [float(np.mean(p_["ln_final"]["scale"])) for _, p_ in snapshots]
 print(f"matrix norm: {norms[0]:.1f} at init, peak {norms[peak]:.1f} at step {steps[peak]}, "
       f"lowest after it {low_after_peak:.1f}, {norms[-1]:.1f} at the end")
 print(f"mean ln_final scale (not decayed): {ln_scale[0]:.2f} -> {ln_scale[-1]:.2f}")
@@ -237,8 +245,8 @@ check_here(16, globals(), "fourier_norms")
 check_here(16, globals(), "key_frequencies")
 
 # %%
-spectrum_init = fourier_norms(result.snapshots[0][1]["embed"], P)  # (P//2+1,)
-spectrum_end = fourier_norms(result.snapshots[-1][1]["embed"], P)  # (P//2+1,)
+spectrum_init = fourier_norms(snapshots[0][1]["embed"], P)  # (P//2+1,)
+spectrum_end = fourier_norms(snapshots[-1][1]["embed"], P)  # (P//2+1,)
 keys_init, keys_end = key_frequencies(spectrum_init), key_frequencies(spectrum_end)
 print(f"frequencies holding 80% of the energy: {len(keys_init)} at init, "
       f"{len(keys_end)} at the end: {keys_end}")
@@ -301,7 +309,7 @@ print("all numbers as expected")
 #
 # - `minitf/tasks.py`: `modular_addition(p, train_fraction=..., one_token=True)`: the
 #   fixed random split of all pairs, one token per residue.
-# - `minitf/train.py`: `train(..., weight_decay=..., snapshot_every=...)`;
+# - `minitf/train.py`: `train(..., weight_decay=..., callback=...)`;
 #   `make_optimizer` (AdamW, decay on matrices only, warmup then cosine decay).
 # - Further reading: Power et al., *Grokking* (2022); Nanda et al., *Progress measures
 #   for grokking via mechanistic interpretability* (2023), with p = 113.

@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from minitf.lens import display_token
 from minitf.model import LN_EPS, Config, Params, forward, unembed_matrix
+from minitf.tokens import display_token
 
 
 @dataclasses.dataclass
@@ -81,7 +81,8 @@ def direct_logit_attribution(
 
     [T] int tokens -> Attribution with one value per component: embed, pos_embed, per block
     each attention head and the attention bias, the MLP; and the final norm's bias.
-    Lesson 9 explains it and averages it over many addition problems.
+    The lesson "What attention learned" explains it and averages it over many addition
+    problems.
     """
     tokens = jnp.asarray(tokens)
     if tokens.ndim != 1:

@@ -20,6 +20,7 @@ and dropout-style sampling of merges.
 from __future__ import annotations
 
 import heapq
+import math
 import warnings
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -39,6 +40,7 @@ from minitf.bpe_files import (
     write_minitf,
 )
 from minitf.bpe_train import train_merges
+from minitf.tokens import visible_bytes
 
 __all__ = [
     "Tokenizer",
@@ -64,7 +66,7 @@ PATTERNS = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN}
 LONG_CHUNK = 24  # chunks with more bytes than this are merged with a heap (see _merge_long)
 CACHED_CHUNK = 256  # chunks with at most this many characters are cached by encode
 CACHE_SIZE = 200_000  # the cache is emptied when it holds this many chunks (bounds memory)
-NO_MERGE = 1 << 62  # rank of a pair that is not in the merge list (larger than any rank)
+NO_MERGE = math.inf  # the rank of a pair that is not in the merge list: above every rank
 
 
 def make_splitter(pattern: str | None) -> Callable[[str], list[str]]:
@@ -172,7 +174,7 @@ def train_simple(
     Same result as `Tokenizer.train`, but every merge recounts the whole text, so it
     takes minutes on a megabyte. Chunks are counted once so that a repeated word costs
     one pass. Ties go to the greatest (bytes_a, bytes_b).
-    Lesson 2 explains it.
+    The lesson "BPE from scratch" explains it.
     """
     n_merges = check_vocab_size(vocab_size, special_tokens)
     chunks = count_chunks(text, pattern, special_tokens)
@@ -201,6 +203,7 @@ class Tokenizer:
     Ids default to minitf's layout (bytes 0-255, merge i -> 256 + i, specials after);
     `byte_ids`, `merge_ids` and a {text: id} dict of `special_tokens` describe other
     layouts, such as GPT-2's files. Encoding caches the ids of each chunk it has seen.
+    It implements `minitf.tokens.TokenizerLike`.
 
     >>> tok = Tokenizer.train("aaabdaaabac", 259, pattern=None)
     >>> [tok.token_bytes(i) for i in tok.merge_ids]
@@ -210,6 +213,9 @@ class Tokenizer:
     >>> tok.decode([258, 100])
     'aaabd'
     """
+
+    kind = "bpe"  # see minitf.tokens.TokenizerLike
+    separator = ""  # pieces are shown side by side; a space is part of its piece
 
     def __init__(
         self,
@@ -321,6 +327,57 @@ class Tokenizer:
         if i in self._special_ids:
             return self._vocab[i].decode("utf-8")
         return "".join(BYTE_TO_CHAR[b] for b in self._vocab[i])
+
+    def display(self, i: int) -> str:
+        """Token `i` as readable text: its bytes decoded as UTF-8, a space shown as '␣'
+        (where `token_str` would show 'Ġ', and 'Ã©' for 'é'), and bytes that are only part
+        of a character as `<0xF0>`."""
+        return visible_bytes(self.token_bytes(i))
+
+    def token_id(self, token: str) -> int:
+        """The id of one existing token given as its text (" hat"), its printable form
+        ("Ġhat") or a special token's text."""
+        if token in self.special_tokens:
+            return self.special_tokens[token]
+        ids = self.encode(token)
+        if len(ids) == 1:
+            return ids[0]
+        for i in range(self.vocab_size):  # GPT-2's printable form, as token_str shows it
+            if self.token_str(i) == token:
+                return i
+        raise ValueError(
+            f"{token!r} is not a single token of this tokenizer (it encodes as {ids}); "
+            "give an existing token's text"
+        )
+
+    def with_tokens(self, new_tokens: Sequence[str], *, special: bool = False) -> Tokenizer:
+        """Every old id kept, plus `new_tokens` at ids vocab_size, vocab_size + 1, ...
+
+        special=True: new special tokens (matched whole, never merged). Otherwise each
+        new token must be exactly two existing tokens glued together; it becomes one new
+        merge, ranked after all the old ones, so encoding produces it wherever BPE used to
+        leave that pair. The lesson "New tokens" uses it.
+        """
+        merges, merge_ids = self.merges, self.merge_ids
+        specials = dict(self.special_tokens)
+        next_id = self.vocab_size
+        for text in new_tokens:
+            if special:
+                if text in specials:
+                    raise ValueError(f"{text!r} is already a special token (id {specials[text]})")
+                specials[text] = next_id
+            else:
+                pair = self.encode(text)
+                if len(pair) != 2:
+                    raise ValueError(
+                        f"an ordinary BPE token is one new merge of two existing tokens, but "
+                        f"{text!r} encodes as {len(pair)} tokens {pair}; add it as special=True, "
+                        "or add its pieces first, one merge at a time"
+                    )
+                merges, merge_ids = [*merges, tuple(pair)], [*merge_ids, next_id]
+            next_id += 1
+        return Tokenizer(merges, pattern=self.pattern, special_tokens=specials,
+                         byte_ids=self._byte_ids, merge_ids=merge_ids)  # fmt: skip
 
     # --- encoding -----------------------------------------------------------------------
 
@@ -452,6 +509,20 @@ class Tokenizer:
     def from_gpt2(cls, folder: str | Path, *, pattern: str | None = "gpt2") -> Tokenizer:
         """Read `vocab.json` + `merges.txt` (e.g. GPT-2's own); ids are the file's ids."""
         return cls(**read_gpt2(folder), pattern=pattern)
+
+    FILE = "tokenizer.bpe"  # the file `describe` writes into a checkpoint folder
+
+    def describe(self, folder: Path) -> dict:
+        """For a checkpoint: write `folder/tokenizer.bpe` and return where it is."""
+        self.save(Path(folder) / self.FILE)
+        return {"kind": self.kind, "file": self.FILE}
+
+    @classmethod
+    def from_description(cls, description: dict, folder: Path) -> Tokenizer:
+        """Read back what `describe` wrote."""
+        if description.get("kind") != cls.kind or not isinstance(description.get("file"), str):
+            raise ValueError(f"not a BPE tokenizer description: {description!r}")
+        return cls.load(Path(folder) / description["file"])
 
     def __repr__(self) -> str:
         return (

@@ -23,8 +23,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from minitf.bpe import Tokenizer as BPETokenizer
 from minitf.chars import CharTokenizer
 from minitf.model import Config, Params, init_params
+from minitf.tokens import TokenizerLike
 from minitf.words import WordTokenizer
 
 FORMAT = "minitf-checkpoint-1"  # written into config.json; a folder without it is foreign
@@ -36,7 +38,7 @@ class Checkpoint:
 
     params: Params  # the model's parameter pytree (numpy arrays)
     config: Config
-    tokenizer: object  # a CharTokenizer (toy tasks), WordTokenizer or minitf.bpe.Tokenizer
+    tokenizer: TokenizerLike | None  # CharTokenizer (toy tasks), WordTokenizer or bpe.Tokenizer
     step: int  # optimizer steps taken
     opt_state: dict[str, np.ndarray] | None  # flat {path: array}; see `unflatten`
     task: dict | None  # {"name": ..., **spec}: minitf.tasks.make_task(**task) rebuilds it
@@ -87,33 +89,20 @@ def unflatten(template, flat: dict[str, np.ndarray], what: str = "arrays"):
 
 # --- tokenizers in config.json -------------------------------------------------------------
 
-
-# tokenizers small enough to live in config.json as a dict: {"kind": ..., ...}
-SMALL_TOKENIZERS = {"chars": CharTokenizer, "words": WordTokenizer}
-
-
-def _describe_tokenizer(tokenizer, folder: Path) -> dict | None:
-    if tokenizer is None:
-        return None
-    if isinstance(tokenizer, tuple(SMALL_TOKENIZERS.values())):
-        return tokenizer.to_dict()
-    if hasattr(tokenizer, "save"):  # a minitf.bpe.Tokenizer: its own human-readable file
-        tokenizer.save(folder / "tokenizer.bpe")
-        return {"kind": "bpe", "file": "tokenizer.bpe"}
-    raise ValueError(f"cannot save a tokenizer of type {type(tokenizer).__name__}")
+# every tokenizer kind a checkpoint can hold (minitf.tokens.TokenizerLike.kind -> class)
+TOKENIZERS = {cls.kind: cls for cls in (CharTokenizer, WordTokenizer, BPETokenizer)}
 
 
-def _load_tokenizer(description: dict | None, folder: Path):
+def _load_tokenizer(description: dict | None, folder: Path) -> TokenizerLike | None:
     if description is None:
         return None
-    small = SMALL_TOKENIZERS.get(description.get("kind"))
-    if small is not None:
-        return small.from_dict(description)
-    if description.get("kind") == "bpe":
-        from minitf.bpe import Tokenizer  # only checkpoints of text models need BPE
-
-        return Tokenizer.load(folder / description["file"])
-    raise ValueError(f"unknown tokenizer description in config.json: {description!r}")
+    kind = description.get("kind") if isinstance(description, dict) else None
+    if kind not in TOKENIZERS:
+        raise ValueError(
+            f"{folder / 'config.json'} describes an unknown tokenizer {description!r}; "
+            f"known kinds: {sorted(TOKENIZERS)}"
+        )
+    return TOKENIZERS[kind].from_description(description, folder)
 
 
 # --- save and load --------------------------------------------------------------------------
@@ -123,7 +112,7 @@ def save_checkpoint(
     folder: str | os.PathLike,
     params: Params,
     config: Config,
-    tokenizer=None,
+    tokenizer: TokenizerLike | None = None,
     step: int = 0,
     opt_state=None,
     *,
@@ -150,7 +139,7 @@ def save_checkpoint(
             "config": config.to_dict(),
             "step": int(step),
             "task": task,
-            "tokenizer": _describe_tokenizer(tokenizer, tmp),
+            "tokenizer": None if tokenizer is None else tokenizer.describe(tmp),
             "meta": meta or {},
         }
         with open(tmp / "config.json", "w", encoding="utf-8") as f:
@@ -218,3 +207,13 @@ def load_checkpoint(folder: str | os.PathLike) -> Checkpoint:
         task=description.get("task"),
         meta=description.get("meta", {}),
     )
+
+
+def write_json(path: str | os.PathLike, data: dict) -> None:
+    """Write JSON through a temp file + rename, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)

@@ -41,8 +41,8 @@ ACTIVATION = "gelu_new"  # HF's name for GELU with the tanh approximation, minit
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
 
-def read_config(folder: Path) -> tuple[Config, dict]:
-    """`config.json` -> (minitf Config, the raw dict); anything not GPT-2 is a ValueError."""
+def read_config(folder: Path) -> Config:
+    """`config.json` -> a minitf Config; anything not GPT-2 is a ValueError."""
     path = folder / "config.json"
     if not path.is_file():
         raise ValueError(
@@ -88,7 +88,7 @@ def read_config(folder: Path) -> tuple[Config, dict]:
         raise ValueError(
             f"config.json lacks the GPT-2 field {err}; is it a GPT-2 config?"
         ) from None
-    return config, raw
+    return config
 
 
 def read_tensors(folder: Path) -> dict[str, np.ndarray]:
@@ -214,7 +214,7 @@ def load(folder: str | Path) -> tuple[Config, Params, Any]:
             f"{folder} is not a folder; load() reads GPT-2 files already on disk and never "
             "downloads (save one with GPT2LMHeadModel.save_pretrained(folder))"
         )
-    config, raw = read_config(folder)
+    config = read_config(folder)
     tensors = read_tensors(folder)
     if "lm_head.weight" in tensors and config.tie_embeddings:
         # some exports store the tied matrix twice; different values mean it is not tied

@@ -10,91 +10,32 @@ toward the answer.
 `logit_lens` computes the rows from `forward`'s activation cache, so nothing is
 computed twice; `LensResult` answers questions about them (top-k, rank and probability of
 a token per layer, KL to the final distribution) and shows them as a text table or a
-heatmap. `display_token` prints any token readably, byte-level BPE pieces included.
+heatmap. Both take an optional `translate` of the residuals before the readout, which is
+how `minitf.tuned_lens` builds a learned lens on this one.
 
 `LensResult` holds one sequence, which is what a person reads; `lens_log_probs` and
 `first_top1_layers` do whole batches, for statistics over many problems.
 
-Left out on purpose: what each block contributed (`minitf.attribution`) and a learned
+Left out on purpose: what each block contributed (`minitf.attribution`) and learning a
 translation per layer (`minitf.tuned_lens`), each in its own module.
-
-Shape letters as in `minitf.model`: L n_layer, T sequence, D d_model, V vocab size.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from minitf.model import Config, Params, forward, logits_from_resid
+from minitf.tokens import TokenizerLike, display_token
 
-if TYPE_CHECKING:
-    from minitf.tuned_lens import TunedLens
-
-SPACE = "␣"  # how a space inside a token is shown, so "␣the" and "the" look different
-
-
-# --- showing tokens ----------------------------------------------------------------------
-
-
-def _visible(text: str) -> str:
-    """Make whitespace and control characters visible: ' ' -> '␣', '\\n' -> '\\n'."""
-    out = []
-    for ch in text:
-        if ch == " ":
-            out.append(SPACE)
-        elif ch in "\n\t\r":
-            out.append(repr(ch)[1:-1])  # the two characters backslash-n, backslash-t, ...
-        elif unicodedata.category(ch).startswith(("C", "Z")):  # other control / odd spaces
-            out.append("".join(f"<0x{b:02X}>" for b in ch.encode("utf-8")))
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _bytes_to_display(raw: bytes) -> str:
-    """Decode what is valid UTF-8 and show every other byte as `<0xF0>`."""
-    parts = []
-    while raw:
-        try:
-            parts.append(_visible(raw.decode("utf-8")))
-            break
-        except UnicodeDecodeError as err:
-            parts.append(_visible(raw[: err.start].decode("utf-8")))
-            parts.append("".join(f"<0x{b:02X}>" for b in raw[err.start : err.end]))
-            raw = raw[err.end :]
-    return "".join(parts)
-
-
-def display_token(tokenizer: Any, token_id: int) -> str:
-    """One token as readable text, for tables and plot labels.
-
-    - Byte-level BPE (`minitf.bpe.Tokenizer`, which has `token_bytes`): the token's bytes
-      decoded as UTF-8, a space shown as '␣' (GPT-2's printable form would show 'Ġ', and
-      'Ã©' for 'é'), and bytes that are only part of a character shown as `<0xF0>`.
-    - Character tokenizers (`minitf.chars.CharTokenizer`, which has `token_str`): the
-      character, with whitespace made visible the same way.
-    - No tokenizer: the id in brackets, `[17]`.
-
-    >>> from minitf.chars import CharTokenizer
-    >>> display_token(CharTokenizer("ab "), 2)
-    '␣'
-    >>> display_token(None, 17)
-    '[17]'
-    """
-    token_id = int(token_id)
-    if tokenizer is None:
-        return f"[{token_id}]"
-    if hasattr(tokenizer, "token_bytes"):
-        return _bytes_to_display(tokenizer.token_bytes(token_id))
-    return _visible(tokenizer.token_str(token_id))
+# [L+1, ..., D] residuals -> [L+1, ..., D]: how a lens may re-express each layer first
+Translate = Callable[[jax.Array], jax.Array]
 
 
 # --- the lens ----------------------------------------------------------------------------
@@ -107,7 +48,7 @@ def layer_names(n_layer: int) -> list[str]:
 
 @dataclasses.dataclass
 class LensResult:
-    """The lens's predictions for one sequence, layer by layer (lesson 8).
+    """The lens's predictions for one sequence, layer by layer (the lesson "The logit lens").
 
     `log_probs[l, t]` is the log-distribution over the token after position t, read off
     the residual stream after the first l blocks (l = 0: the embeddings alone).
@@ -115,8 +56,8 @@ class LensResult:
 
     log_probs: np.ndarray  # (L+1, T, V): log-softmax of each layer's lens logits
     tokens: np.ndarray  # (T,): the input sequence
-    tokenizer: Any = None  # for display only; None shows ids
-    name: str = "logit lens"  # "tuned lens" when a TunedLens translated the stream
+    tokenizer: TokenizerLike | None = None  # for display only; None shows ids
+    name: str = "logit lens"  # "tuned lens" when the residuals were translated first
 
     @property
     def n_rows(self) -> int:
@@ -190,7 +131,7 @@ class LensResult:
             [name] + row for name, row in zip(layer_names(self.n_rows - 1), cells, strict=True)
         ]
         widths = [max(len(row[j]) for row in rows) for j in range(k + 1)]  # per column
-        separator = getattr(self.tokenizer, "separator", "")  # " " between whole words
+        separator = self.tokenizer.separator if self.tokenizer is not None else ""
         context = separator.join(display_token(self.tokenizer, t) for t in self.tokens[: p + 1])
         lines = [f"{self.name}: the token after position {p}, having read {context}"]
         lines += [
@@ -230,19 +171,24 @@ def residuals(params: Params, tokens: jax.Array, config: Config) -> jax.Array:
     return residual_stack(acts, config.n_layer)  # (L+1, B, T, D)
 
 
-@functools.partial(jax.jit, static_argnames="config")
 def lens_log_probs(
-    params: Params, tokens: jax.Array, config: Config, tuned: TunedLens | None = None
+    params: Params, tokens: jax.Array, config: Config, translate: Translate | None = None
 ) -> jax.Array:
-    """The lens for a batch: [B, T] int tokens -> log_probs [L+1, B, T, V]. Lesson 8.
+    """The lens for a batch: [B, T] int tokens -> log_probs [L+1, B, T, V].
 
-    Each layer's residual (translated by `tuned` if given) goes through the model's own
-    final norm and unembedding: the readout the model applies to its last residual.
+    Each layer's residual (first re-expressed by `translate`, if given) goes through the
+    model's own final norm and unembedding: the readout the model applies to its last
+    residual. The lesson "The logit lens" explains it.
     """
     resids = residuals(params, tokens, config)  # (L+1, B, T, D)
-    if tuned is not None:
-        resids = tuned.translate(resids)  # (L+1, B, T, D)
-    return jax.nn.log_softmax(logits_from_resid(params, config, resids))  # (L+1, B, T, V)
+    if translate is not None:
+        resids = translate(resids)  # (L+1, B, T, D)
+    return _readout(params, resids, config)  # (L+1, B, T, V)
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def _readout(params: Params, resids: jax.Array, config: Config) -> jax.Array:
+    return jax.nn.log_softmax(logits_from_resid(params, config, resids))  # (..., V)
 
 
 def logit_lens(
@@ -250,14 +196,16 @@ def logit_lens(
     config: Config,
     tokens,
     *,
-    tokenizer: Any = None,
-    tuned: TunedLens | None = None,
+    tokenizer: TokenizerLike | None = None,
+    translate: Translate | None = None,
+    name: str = "logit lens",
 ) -> LensResult:
     """Read the model's prediction off the residual stream after every layer.
 
-    [T] int tokens -> LensResult with log_probs [L+1, T, V]. With `tuned`, each layer's
-    residual first goes through that layer's learned translator (see `minitf.tuned_lens`).
-    `tokenizer` is only used to display tokens. Lesson 8 explains it.
+    [T] int tokens -> LensResult with log_probs [L+1, T, V]. `translate` re-expresses
+    the residuals first (`minitf.tuned_lens` passes its learned translators and the name
+    "tuned lens"). `tokenizer` is only used to display tokens.
+    The lesson "The logit lens" explains it.
     """
     tokens = jnp.asarray(tokens)
     if tokens.ndim != 1:
@@ -266,13 +214,9 @@ def logit_lens(
             f"{tokens.shape}. Pass tokens[0] for the first sequence of a batch."
         )
     # forward checks the length and dtype with messages that say how to fix them
-    log_probs = lens_log_probs(params, tokens[None], config, tuned)[:, 0]  # (L+1, T, V)
-    return LensResult(
-        log_probs=np.asarray(log_probs),
-        tokens=np.asarray(tokens),
-        tokenizer=tokenizer,
-        name="tuned lens" if tuned is not None else "logit lens",
-    )
+    log_probs = lens_log_probs(params, tokens[None], config, translate)[:, 0]  # (L+1, T, V)
+    return LensResult(log_probs=np.asarray(log_probs), tokens=np.asarray(tokens),
+                      tokenizer=tokenizer, name=name)  # fmt: skip
 
 
 def first_top1_layers(params: Params, config: Config, tokens, positions) -> np.ndarray:
@@ -281,7 +225,7 @@ def first_top1_layers(params: Params, config: Config, tokens, positions) -> np.n
 
     [N, T] int tokens (teacher-forced: the whole problem, answer included), positions
     (A,) -> [N, A] int, a row index 0..L, or L + 1 where not even the output gets it right.
-    Lesson 8.
+    The lesson "The logit lens".
     """
     tokens = jnp.asarray(tokens)
     positions = np.asarray(positions)  # (A,)
@@ -301,19 +245,3 @@ def first_top1_layers(params: Params, config: Config, tokens, positions) -> np.n
     never = config.n_layer + 1
     first = jnp.where(on_top.any(axis=0), jnp.argmax(on_top, axis=0), never)  # (N, A)
     return np.asarray(first)
-
-
-def lens_over_training(
-    snapshots: list[tuple[int, Params]], config: Config, task: Any, *, n: int = 200, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """First top-1 layer of every answer digit, per snapshot and problem (lens over training;
-    snapshots from `train(snapshot_every=...)`, lesson 8).
-
-    -> steps (C,), first (C, n, A): a layer 0..L, or L + 1 where never top-1.
-    """
-    prompts, answers = task.problems(np.random.default_rng(seed), n, "test")  # (n, P), (n, A)
-    tokens = np.concatenate([prompts, answers], axis=1)  # (n, T)
-    positions = np.arange(task.prompt_len - 1, task.seq_len - 1)  # (A,): where each is predicted
-    steps = np.array([step for step, _ in snapshots])  # (C,)
-    first = np.stack([first_top1_layers(p, config, tokens, positions) for _, p in snapshots])
-    return steps, first  # (C,), (C, n, A)

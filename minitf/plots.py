@@ -185,7 +185,8 @@ def plot_attention(
 
     patterns (L, H, T, T), row t = where query position t looks (each row sums to 1):
     `np.stack([acts[f"blocks.{l}.attn_pattern"][0] for l in range(L)])` from
-    `forward(params, tokens[None], config, cache=True)`. Lesson 9. -> Figure
+    `forward(params, tokens[None], config, cache=True)`. The lesson "What attention
+    learned" reads them. -> Figure
     """
     patterns = np.asarray(patterns)  # (L, H, T, T)
     if patterns.ndim != 4 or patterns.shape[2] != patterns.shape[3]:
@@ -224,7 +225,7 @@ def pca_2d(matrix) -> tuple[np.ndarray, np.ndarray]:
     """Project rows onto their top two principal components. [N, D] -> [N, 2], [2]
 
     Returns the coordinates and the fraction of the variance each component explains.
-    Lesson 3 (exercise 3 writes it with any number of components).
+    The lesson "Embeddings" has you write it with any number of components.
     """
     x = np.asarray(matrix, dtype=np.float64)  # (N, D)
     x = x - x.mean(axis=0, keepdims=True)  # (N, D): PCA is about spread around the mean
@@ -243,7 +244,8 @@ def plot_embeddings_pca(
     """Side-by-side 2-D PCA maps of embedding matrices, each point labelled by its token.
 
     embeddings {panel title: (V, D) matrix}, e.g. {"untrained": E0, "trained": E1}; each
-    panel gets its own PCA (the axes of two models have nothing in common). Lesson 3.
+    panel gets its own PCA (the axes of two models have nothing in common). The lesson
+    "Embeddings" draws them.
     -> Figure
     """
     fig, axes = plt.subplots(

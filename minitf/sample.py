@@ -14,8 +14,8 @@ Python between tokens. The math is model.py's own pieces (`layer_norm`, `qkv`, `
 Left out on purpose: prompts of different lengths in one batch (they would need padding
 and per-row positions), stop tokens, beam search, repetition penalties.
 
-Shape letters as in model.py, plus T0 prompt length, N new tokens, L = T0 + N (the
-cache's length; S when read as key positions).
+Shape letters as in `minitf.model`: P is the prompt's length, G the number of new
+tokens, and S = P + G the cache's slots (the key positions).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def filter_top_k(logits: jax.Array, k: int) -> jax.Array:
     """Keep the k largest logits of each row and set the rest to -inf. [..., V] -> [..., V]
 
     -inf rather than a large negative number so those tokens get probability exactly 0.
-    Tokens tied with the k-th largest logit are kept too. Lesson 7 (exercise 2).
+    Tokens tied with the k-th largest logit are kept too. The lesson "Sampling" has you write it.
     """
     kth_largest = jax.lax.top_k(logits, k)[0][..., -1:]  # (..., 1)
     return jnp.where(logits >= kth_largest, logits, -jnp.inf)  # (..., V)
@@ -58,8 +58,8 @@ def filter_top_p(logits: jax.Array, p: float) -> jax.Array:
     add up to at least p, and set the rest to -inf. [..., V] -> [..., V]
 
     The token whose probability carries the running total past p is kept (without it
-    the set wouldn't reach p), so the most likely token always survives. Lesson 7
-    (exercise 3).
+    the set wouldn't reach p), so the most likely token always survives. The lesson
+    "Sampling" has you write it.
     """
     sorted_logits = jnp.flip(jnp.sort(logits, axis=-1), axis=-1)  # (..., V), most likely first
     probs = jax.nn.softmax(sorted_logits, axis=-1)  # (..., V)
@@ -81,7 +81,7 @@ def sample_next(
 
     Temperature 0 is greedy (argmax). Otherwise divide by the temperature (below 1
     sharpens the distribution, above 1 flattens it), filter, and sample; each row gets
-    its own random draw. Lesson 7.
+    its own random draw. The lesson "Sampling" explains it.
     """
     if temperature == 0:
         return jnp.argmax(logits, axis=-1)  # (B,)
@@ -97,8 +97,9 @@ def sample_next(
 
 
 def init_cache(config: Config, batch: int, length: int, dtype=jnp.float32) -> list[dict]:
-    """An empty cache: per layer, keys and values of shape [B, L, H, K], all zeros. Lesson 7."""
-    shape = (batch, length, config.n_head, config.d_head)  # (B, L, H, K)
+    """An empty cache: per layer, keys and values of shape [B, S, H, K], all zeros.
+    The lesson "Sampling" explains it."""
+    shape = (batch, length, config.n_head, config.d_head)  # (B, S, H, K)
     return [
         {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)} for _ in range(config.n_layer)
     ]
@@ -135,7 +136,7 @@ def forward_with_cache(
 
     Returns logits [B, T, V] (equal to `forward`'s at those positions) and the updated
     cache. The prefill is this with the whole prompt and pos 0; a decode step is this
-    with one token. Lesson 7 walks through it.
+    with one token. The lesson "Sampling" walks through it.
     """
     one = functools.partial(_forward_with_cache_one, params, config)
     # every row of the batch is at the same position, so pos is shared (in_axes None)
@@ -151,47 +152,47 @@ _STATIC = ("config", "max_new_tokens", "temperature", "top_k", "top_p")
 def _generate_cached(
     params, prompt, key, *, config, max_new_tokens, temperature, top_k, top_p
 ) -> jax.Array:
-    """[B, T0] prompt -> [B, T0 + N] tokens, with the KV cache."""
-    B, T0 = prompt.shape
+    """[B, P] prompt -> [B, P + G] tokens, with the KV cache."""
+    B, P = prompt.shape
     pick = functools.partial(sample_next, temperature=temperature, top_k=top_k, top_p=top_p)
-    tokens = jnp.zeros((B, T0 + max_new_tokens), prompt.dtype).at[:, :T0].set(prompt)  # (B, L)
+    tokens = jnp.zeros((B, P + max_new_tokens), prompt.dtype).at[:, :P].set(prompt)  # (B, S)
 
-    # prefill: the whole prompt in one pass fills cache slots 0..T0-1
-    cache = init_cache(config, B, T0 + max_new_tokens, params["embed"].dtype)  # (B, L, H, K)
-    logits, cache = forward_with_cache(params, config, prompt, cache, 0)  # (B, T0, V)
+    # prefill: the whole prompt in one pass fills cache slots 0..P-1
+    cache = init_cache(config, B, P + max_new_tokens, params["embed"].dtype)  # (B, S, H, K)
+    logits, cache = forward_with_cache(params, config, prompt, cache, 0)  # (B, P, V)
 
     def decode(i, state):
-        # sample position T0 + i from the last logits, then run just that token through the
-        # model: its keys and values go into slot T0 + i, its logits predict the next one
+        # sample position P + i from the last logits, then run just that token through the
+        # model: its keys and values go into slot P + i, its logits predict the next one
         tokens, cache, last = state
         token = pick(last, jax.random.fold_in(key, i))  # (B,)
-        tokens = tokens.at[:, T0 + i].set(token)  # (B, L)
-        logits, cache = forward_with_cache(params, config, token[:, None], cache, T0 + i)
-        return tokens, cache, logits[:, 0]  # (B, L), per layer (B, L, H, K), (B, V)
+        tokens = tokens.at[:, P + i].set(token)  # (B, S)
+        logits, cache = forward_with_cache(params, config, token[:, None], cache, P + i)
+        return tokens, cache, logits[:, 0]  # (B, S), per layer (B, S, H, K), (B, V)
 
-    # (the last step's forward pass is wasted, which keeps the loop simple: 1 step in N)
+    # (the last step's forward pass is wasted, which keeps the loop simple: 1 step in G)
     state = (tokens, cache, logits[:, -1])
-    return jax.lax.fori_loop(0, max_new_tokens, decode, state)[0]  # (B, L)
+    return jax.lax.fori_loop(0, max_new_tokens, decode, state)[0]  # (B, S)
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
 def _generate_uncached(
     params, prompt, key, *, config, max_new_tokens, temperature, top_k, top_p
 ) -> jax.Array:
-    """[B, T0] prompt -> [B, T0 + N] tokens, re-running `forward` on everything each step."""
-    B, T0 = prompt.shape
+    """[B, P] prompt -> [B, P + G] tokens, re-running `forward` on everything each step."""
+    B, P = prompt.shape
     pick = functools.partial(sample_next, temperature=temperature, top_k=top_k, top_p=top_p)
     # pad to the final length so every step has the same shape (one compilation); thanks
     # to the causal mask the padding never changes the logits of the positions before it
-    tokens = jnp.zeros((B, T0 + max_new_tokens), prompt.dtype).at[:, :T0].set(prompt)  # (B, L)
+    tokens = jnp.zeros((B, P + max_new_tokens), prompt.dtype).at[:, :P].set(prompt)  # (B, S)
 
     def step(i, tokens):
-        logits = forward(params, tokens, config)  # (B, L, V): the whole sequence, again
-        last = jax.lax.dynamic_index_in_dim(logits, T0 + i - 1, axis=1, keepdims=False)  # (B, V)
+        logits = forward(params, tokens, config)  # (B, S, V): the whole sequence, again
+        last = jax.lax.dynamic_index_in_dim(logits, P + i - 1, axis=1, keepdims=False)  # (B, V)
         token = pick(last, jax.random.fold_in(key, i))  # (B,)
-        return tokens.at[:, T0 + i].set(token)  # (B, L)
+        return tokens.at[:, P + i].set(token)  # (B, S)
 
-    return jax.lax.fori_loop(0, max_new_tokens, step, tokens)  # (B, L)
+    return jax.lax.fori_loop(0, max_new_tokens, step, tokens)  # (B, S)
 
 
 # --- the public entry point ----------------------------------------------------------------
@@ -211,9 +212,9 @@ def generate(
 ) -> np.ndarray:
     """Continue a prompt by `max_new_tokens` tokens.
 
-    `prompt_ids` is one prompt (a 1-D list or array of ids, shape [T0]) or a batch of
-    equal-length prompts [B, T0]. Returns a numpy int32 array of the same rank with the
-    new tokens appended: [T0 + N] or [B, T0 + N].
+    `prompt_ids` is one prompt (a 1-D list or array of ids, shape [P]) or a batch of
+    equal-length prompts [B, P]. Returns a numpy int32 array of the same rank with the
+    new tokens appended: [P + G] or [B, P + G].
 
     `temperature=0` is greedy and needs no `key`; otherwise pass a `jax.random.key`:
     the same key gives the same tokens, and each row of a batch draws its own. `top_k`
@@ -221,9 +222,9 @@ def generate(
     `filter_top_p`). `use_cache=False` re-runs the whole sequence every step: the same
     tokens, much slower; it is here to compare against. Each distinct (prompt shape,
     max_new_tokens, temperature, top_k, top_p) compiles once, then runs fast.
-    Lesson 7 explains each rule and measures the cache's speedup.
+    The lesson "Sampling" explains each rule and measures the cache's speedup.
     """
-    prompt = _check_prompt(prompt_ids, config)  # (B, T0)
+    prompt = _check_prompt(prompt_ids, config)  # (B, P)
     _check_settings(config, prompt.shape[1], max_new_tokens, temperature, top_k, top_p)
     if key is None:
         if temperature > 0:
@@ -248,12 +249,12 @@ def generate(
                 top_k=None if top_k is None else int(top_k),
                 top_p=None if top_p is None else float(top_p),
             )
-        )  # (B, L)
-    return out[0] if np.ndim(prompt_ids) == 1 else out  # (L,) or (B, L)
+        )  # (B, S)
+    return out[0] if np.ndim(prompt_ids) == 1 else out  # (S,) or (B, S)
 
 
 def _check_prompt(prompt_ids, config: Config) -> np.ndarray:
-    """Prompt ids as a [B, T0] int32 numpy array, or a ValueError saying what to change."""
+    """Prompt ids as a [B, P] int32 numpy array, or a ValueError saying what to change."""
     try:
         prompt = np.asarray(prompt_ids)
     except ValueError as err:  # ragged nested lists
@@ -277,7 +278,7 @@ def _check_prompt(prompt_ids, config: Config) -> np.ndarray:
             f"prompt ids must be in 0..{config.vocab_size - 1} (config.vocab_size); got "
             f"ids from {prompt.min()} to {prompt.max()}: encode with the model's tokenizer"
         )
-    return prompt.reshape(-1, prompt.shape[-1]).astype(np.int32)  # (B, T0)
+    return prompt.reshape(-1, prompt.shape[-1]).astype(np.int32)  # (B, P)
 
 
 def _check_settings(

@@ -25,21 +25,18 @@ number of layers (zero-initialised MLP units or blocks would preserve the output
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from minitf.chars import CharTokenizer
-from minitf.model import Config, Params
-from minitf.train import loss_fn
-from minitf.words import WordTokenizer
-
-INIT_STD = 0.02  # the std init_params gives embedding rows (GPT-2's)
+from minitf.model import INIT_STD, Config, Params
+from minitf.tokens import TokenizerLike
+from minitf.train import TrainConfig, loss_fn, make_optimizer, make_step
 
 Init = str | Mapping[str | int, float]  # "mean", "random", or {token: weight, ...}
 
@@ -47,96 +44,20 @@ Init = str | Mapping[str | int, float]  # "mean", "random", or {token: weight, .
 # --- tokenizers ----------------------------------------------------------------------------
 
 
-def token_id(tokenizer: Any, token: str | int) -> int:
+def token_id(tokenizer: TokenizerLike | None, token: str | int) -> int:
     """The id of one existing token, given as an id or as its text ("horse", "Ġhat", " hat")."""
     if isinstance(token, int | np.integer):
         return int(token)
     if tokenizer is None:
         raise ValueError(f"token {token!r} is given as text but there is no tokenizer; use its id")
-    specials = getattr(tokenizer, "special_tokens", {})
-    if token in specials:
-        return specials[token]
-    try:
-        ids = tokenizer.encode(token)
-    except ValueError:
-        ids = []
-    if len(ids) == 1:
-        return ids[0]
-    # GPT-2's printable form ("Ġhat" for " hat") is what token_str shows, so accept it too
-    for i in range(tokenizer.vocab_size):
-        if tokenizer.token_str(i) == token:
-            return i
-    raise ValueError(
-        f"{token!r} is not a single token of this tokenizer (it encodes as {ids}); "
-        "give an existing token's text or id"
-    )
-
-
-def extend_tokenizer(tokenizer: Any, new_tokens: Sequence[str], *, special: bool = False) -> Any:
-    """A tokenizer whose ids are the old ones followed by `new_tokens`, in order.
-
-    - `WordTokenizer`: new words.
-    - `CharTokenizer`: new characters (one character per token).
-    - `minitf.bpe.Tokenizer`, special=True: new special tokens (matched whole, never merged).
-    - `minitf.bpe.Tokenizer`, special=False: an ordinary token must be exactly two existing
-      tokens glued together; it becomes one new merge, ranked after all the old ones, so
-      encoding produces it wherever BPE used to leave that pair.
-    Lesson 11 uses it.
-    """
-    if tokenizer is None:
-        return None
-    if isinstance(tokenizer, WordTokenizer):
-        return tokenizer.with_words(new_tokens)
-    if isinstance(tokenizer, CharTokenizer):
-        if special or any(len(t) != 1 for t in new_tokens):
-            raise ValueError(
-                f"a CharTokenizer has one character per token and no special tokens; got "
-                f"{list(new_tokens)} (special={special}). Add single characters."
-            )
-        return CharTokenizer(tokenizer.chars + "".join(new_tokens))
-    if hasattr(tokenizer, "merge_ids") and hasattr(tokenizer, "special_tokens"):
-        return _extend_bpe(tokenizer, new_tokens, special=special)
-    raise ValueError(
-        f"cannot extend a tokenizer of type {type(tokenizer).__name__}; pass tokenizer=None "
-        "and build the extended tokenizer yourself"
-    )
-
-
-def _extend_bpe(tok: Any, new_tokens: Sequence[str], *, special: bool) -> Any:
-    """New BPE tokens keep every old id: they take ids vocab_size, vocab_size + 1, ..."""
-    from minitf.bpe import Tokenizer  # only BPE users need it
-
-    merges, merge_ids = tok.merges, tok.merge_ids
-    specials = dict(tok.special_tokens)
-    next_id = tok.vocab_size
-    for text in new_tokens:
-        if special:
-            if text in specials:
-                raise ValueError(f"{text!r} is already a special token (id {specials[text]})")
-            specials[text] = next_id
-        else:
-            pair = tok.encode(text)
-            if len(pair) != 2:
-                raise ValueError(
-                    f"an ordinary BPE token is one new merge of two existing tokens, but "
-                    f"{text!r} encodes as {len(pair)} tokens {pair}; add it as special=True, "
-                    "or add its pieces first, one merge at a time"
-                )
-            merges, merge_ids = [*merges, tuple(pair)], [*merge_ids, next_id]
-        next_id += 1
-    return Tokenizer(
-        merges,
-        pattern=tok.pattern,
-        special_tokens=specials,
-        byte_ids=[tok.byte_id(b) for b in range(256)],
-        merge_ids=merge_ids,
-    )
+    return tokenizer.token_id(token)
 
 
 # --- new rows ------------------------------------------------------------------------------
 
 
-def _new_row(matrix: jax.Array, init: Init, tokenizer: Any, key: jax.Array | None) -> jax.Array:
+def _new_row(matrix: jax.Array, init: Init, tokenizer: TokenizerLike | None,
+             key: jax.Array | None) -> jax.Array:  # fmt: skip
     """One new row for `matrix` (V, D) under `init`. -> (D,)"""
     if isinstance(init, str) and init == "mean":
         return matrix.mean(axis=0)  # (D,)
@@ -158,19 +79,20 @@ def _new_row(matrix: jax.Array, init: Init, tokenizer: Any, key: jax.Array | Non
 def add_tokens(
     params: Params,
     config: Config,
-    tokenizer: Any,
+    tokenizer: TokenizerLike | None,
     new_tokens: Sequence[str],
     init: Init | Sequence[Init] = "mean",
     *,
     key: jax.Array | None = None,
     special: bool = False,
-) -> tuple[Params, Config, Any]:
+) -> tuple[Params, Config, TokenizerLike | None]:
     """Append one embedding row (and one unembedding row, unless tied) per new token.
 
     `init` is one rule for every new token or a list with one rule per token; see the
     module docstring. Ids: the new tokens get config.vocab_size, +1, ... in order.
     `tokenizer` may be None (only the model grows). Returns (params, config, tokenizer).
-    Lesson 11 explains the inits; lesson 12 adds a token a model is missing.
+    The lesson "New tokens" explains the inits; the lesson "When the token doesn't exist"
+    adds a token a model is missing.
     """
     new_tokens = list(new_tokens)
     if not new_tokens:
@@ -192,7 +114,9 @@ def add_tokens(
         rows = [_new_row(old, rule, tokenizer, k) for rule, k in zip(inits, keys, strict=True)]
         new_params[name] = jnp.concatenate([old, jnp.stack(rows)], axis=0)  # (V + n, D)
     new_config = dataclasses.replace(config, vocab_size=config.vocab_size + len(new_tokens))
-    return new_params, new_config, extend_tokenizer(tokenizer, new_tokens, special=special)
+    if tokenizer is not None:
+        tokenizer = tokenizer.with_tokens(new_tokens, special=special)
+    return new_params, new_config, tokenizer
 
 
 # --- fine-tuning ---------------------------------------------------------------------------
@@ -208,68 +132,61 @@ def _keep_rows(row_mask: jax.Array) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def make_optimizer(
+def freeze_all_but_rows(
+    optimizer: optax.GradientTransformation,
     params: Params,
     config: Config,
-    *,
-    lr: float,
-    weight_decay: float = 0.0,
-    only_rows: Sequence[int] | None = None,
+    only_rows: Sequence[int],
 ) -> optax.GradientTransformation:
-    """AdamW over everything, or over rows `only_rows` of embed/unembed with all else frozen.
+    """`optimizer` on rows `only_rows` of embed/unembed alone; every other number frozen.
 
-    Frozen leaves get `optax.set_to_zero` (no Adam state at all). In the vocabulary
-    matrices the old rows are zeroed twice: the gradient before Adam, so it cannot enter
-    the clipping norm or the moments, and the update after Adam, because AdamW adds
-    `weight_decay * param` to every row and would otherwise shrink the frozen ones.
-    Lesson 11 writes the row mask (exercise `keep_only_rows`).
+    Frozen leaves get `optax.set_to_zero` (no optimizer state at all). In the vocabulary
+    matrices the old rows are zeroed twice: the gradient before the optimizer, so it
+    cannot enter the clipping norm or Adam's moments, and the update after it, because
+    AdamW adds `weight_decay * param` to every row and would otherwise shrink the frozen
+    ones. The lesson "New tokens" writes the row mask (exercise `keep_only_rows`).
     """
-    adamw = optax.adamw(lr, b1=0.9, b2=0.99, weight_decay=weight_decay)
-    if only_rows is None:
-        return optax.chain(optax.clip_by_global_norm(1.0), adamw)
     rows = np.asarray(only_rows, dtype=int)
     if rows.size == 0 or rows.min() < 0 or rows.max() >= config.vocab_size:
         raise ValueError(f"only_rows must be token ids in 0..{config.vocab_size - 1}; got {rows}")
     row_mask = jnp.zeros((config.vocab_size, 1), bool).at[rows].set(True)  # (V, 1)
-    vocab_leaves = {"embed", "unembed"}
     labels = {
-        name: ("rows" if name in vocab_leaves else jax.tree.map(lambda _: "frozen", leaf))
+        name: ("rows" if name in ("embed", "unembed") else jax.tree.map(lambda _: "frozen", leaf))
         for name, leaf in params.items()
     }
-    trainable = optax.chain(
-        _keep_rows(row_mask), optax.clip_by_global_norm(1.0), adamw, _keep_rows(row_mask)
-    )
+    trainable = optax.chain(_keep_rows(row_mask), optimizer, _keep_rows(row_mask))
     return optax.multi_transform({"rows": trainable, "frozen": optax.set_to_zero()}, labels)
 
 
-_STEPS: dict = {}  # (config, lr, weight_decay, rows, tree structure) -> (optimizer, jitted step)
+def finetune_settings(steps: int, lr: float, weight_decay: float = 0.0) -> TrainConfig:
+    """How `finetune` trains: a constant learning rate (no warmup, no decay: the jobs are
+    short and new rows start small), Adam's beta2 0.99, gradients clipped at 1."""
+    return TrainConfig(steps=max(1, steps), lr=lr, warmup=0, lr_end=lr, beta2=0.99,
+                       weight_decay=weight_decay, clip=1.0)  # fmt: skip
+
+
+_STEPS: dict = {}  # (config, settings, rows, tree structure) -> (optimizer, jitted step)
 
 
 def _optimizer_and_step(
     params: Params,
     config: Config,
-    lr: float,
-    weight_decay: float,
+    settings: TrainConfig,
     only_rows: Sequence[int] | None,
 ) -> tuple[optax.GradientTransformation, Callable]:
     """The optimizer and its jitted step, built once per setting: comparing several inits
-    of the same new token (lessons 11 and 12) then compiles the step once, not per run."""
+    of the same new token (lessons "New tokens" and "When the token doesn't exist") then
+    compiles the step once, not per run."""
     rows = None if only_rows is None else tuple(int(r) for r in np.asarray(only_rows).ravel())
-    key = (config, float(lr), float(weight_decay), rows, jax.tree.structure(params))
+    key = (config, settings, rows, jax.tree.structure(params))
     if key not in _STEPS:
-        optimizer = make_optimizer(params, config, lr=lr, weight_decay=weight_decay, only_rows=rows)
-
-        @jax.jit
-        def step_fn(params, opt_state, tokens, loss_mask):
-            # train.py's masked next-token loss (its second output, accuracy, rides along)
-            grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-            (loss, _), grads = grad_fn(params, tokens, loss_mask, config)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
-
+        optimizer = make_optimizer(settings)
+        if rows is not None:
+            optimizer = freeze_all_but_rows(optimizer, params, config, rows)
+        step = make_step(functools.partial(loss_fn, config=config), optimizer)
         if len(_STEPS) >= 16:  # a long notebook session: keep only the recent ones
             _STEPS.pop(next(iter(_STEPS)))
-        _STEPS[key] = (optimizer, step_fn)
+        _STEPS[key] = (optimizer, step)
     return _STEPS[key]
 
 
@@ -299,12 +216,13 @@ def finetune(
     `only_rows=[ids]` trains just those rows of the embedding and unembedding (the new
     tokens); None trains everything. `callback(step, params)` runs every `check_every`
     steps (and at step 0) and stops training by returning True, which is how the
-    experiments count the steps a new token needs. Constant learning rate, no warmup:
-    the jobs are short and the new rows start small. Lessons 11 and 12 use it.
+    lessons "New tokens" and "When the token doesn't exist" count the steps a new token
+    needs. Settings: `finetune_settings` (constant learning rate, no warmup).
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0; got {steps}")
-    optimizer, step_fn = _optimizer_and_step(params, config, lr, weight_decay, only_rows)
+    settings = finetune_settings(steps, lr, weight_decay)
+    optimizer, step_fn = _optimizer_and_step(params, config, settings, only_rows)
     opt_state = optimizer.init(params)
     batch_iter: Iterator = iter(batches)
     losses: list[float] = []
@@ -314,8 +232,8 @@ def finetune(
         if step == steps:
             break
         tokens, loss_mask = next(batch_iter)
-        params, opt_state, loss = step_fn(
-            params, opt_state, jnp.asarray(tokens), jnp.asarray(loss_mask)
+        params, opt_state, loss, _ = step_fn(
+            params, opt_state, (jnp.asarray(tokens), jnp.asarray(loss_mask))
         )
         losses.append(float(loss))
     return FinetuneResult(params=params, losses=losses, steps=len(losses))
@@ -380,7 +298,8 @@ def widen(
     D'/H; its queries are scaled by sqrt(K'/K) so the softmax's 1/sqrt(K') matches the old
     1/sqrt(K). With n_head = D' / K the heads keep their width and the new heads start
     at zero (uniform attention over zero values: they add nothing).
-    Lesson 11 measures how close the output stays, with and without `preserve`.
+    The lesson "New tokens" measures how close the output stays, with and without
+    `preserve`.
     """
     D, H = config.d_model, config.n_head
     K = config.d_head

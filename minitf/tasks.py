@@ -17,15 +17,14 @@ Left out: variable-length answers, text tasks with BPE (see the lessons), and cu
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from minitf.chars import CharTokenizer
-from minitf.model import Config, Params, forward
+from minitf.model import Config, Params
+from minitf.sample import generate
+from minitf.train import TrainConfig, check_model_fits
 
 DIGITS = "0123456789"  # ids 0-9 are the digits themselves, so ids double as values
 # one symbol per residue for modular_addition(one_token=True): 0-9, a-z, A-Z, then the
@@ -86,7 +85,7 @@ class Task:
         loss_mask[b, t] is True when the token at t + 1 is an answer token: the model's
         prediction at position t is then scored. So the mask starts at the last prompt
         token (whose next token is the first answer digit) and the last column is False.
-        Lesson 6 explains the mask.
+        The lesson "Next-token training" explains the mask.
         """
         prompts, answers = self.problems(rng, batch_size, "train")  # (B, P), (B, A)
         tokens = np.concatenate([prompts, answers], axis=1)  # (B, T)
@@ -112,9 +111,9 @@ class Task:
 
     def predict(self, params: Params, config: Config, prompts: Ids) -> Ids:
         """The model's greedy answers: prompts (n, P) -> answers (n, A) as numpy ids."""
-        _check_config(self, config)
-        prompts = jnp.asarray(prompts, dtype=jnp.int32)  # (n, P)
-        return np.asarray(greedy_answers(params, prompts, config, self.answer_len))  # (n, A)
+        check_model_fits(config, self)
+        tokens = generate(params, config, prompts, self.answer_len, temperature=0)  # (n, P + A)
+        return tokens[:, self.prompt_len :]  # (n, A)
 
     def evaluate(
         self, params: Params, config: Config, *, n: int = 2000, seed: int = EVAL_SEED
@@ -132,68 +131,34 @@ def exact_match(predicted: Ids, answers: Ids) -> float:
     return float(np.all(np.asarray(predicted) == np.asarray(answers), axis=1).mean())
 
 
-def _check_config(task: Task, config: Config) -> None:
-    if config.vocab_size < task.tokenizer.vocab_size or config.max_len < task.seq_len:
-        raise ValueError(
-            f"the model (vocab_size={config.vocab_size}, max_len={config.max_len}) is too "
-            f"small for task {task.name}: it needs vocab_size >= {task.tokenizer.vocab_size} "
-            f"and max_len >= {task.seq_len}; build it with config_for(task)"
-        )
-
-
-# Per-task defaults, in one place: the model's size and how long to train. Each finishes
-# on a 2-core laptop CPU; README states the numbers to expect.
-TRAIN_DEFAULTS: dict[str, dict] = {
-    "addition": {"model": {"n_layer": 2, "n_head": 4, "d_model": 64, "d_mlp": 256},
-                 "steps": 1500, "batch_size": 128, "lr": 3e-3},
-    "modular_addition": {"model": {"n_layer": 1, "n_head": 4, "d_model": 128, "d_mlp": 512},
-                         "steps": 3000, "batch_size": 128, "lr": 1e-3, "weight_decay": 1.0},
-    "count_letters": {"model": {"n_layer": 2, "n_head": 4, "d_model": 128, "d_mlp": 512},
-                      "steps": 2000, "batch_size": 128, "lr": 1e-3},
-    "copy": {"model": {"n_layer": 2, "n_head": 4, "d_model": 64, "d_mlp": 256},
-             "steps": 600, "batch_size": 128, "lr": 3e-3},
-    "reverse": {"model": {"n_layer": 2, "n_head": 4, "d_model": 64, "d_mlp": 256},
-                "steps": 800, "batch_size": 128, "lr": 3e-3},
-    "sort": {"model": {"n_layer": 2, "n_head": 4, "d_model": 64, "d_mlp": 256},
-             "steps": 1500, "batch_size": 128, "lr": 3e-3},
+# Per-task defaults, in one place: the model's size and how to train it. Each finishes on
+# a 2-core laptop CPU; the README states the numbers to expect.
+SMALL = {"n_layer": 2, "n_head": 4, "d_model": 64, "d_mlp": 256}
+WIDE = {"n_layer": 2, "n_head": 4, "d_model": 128, "d_mlp": 512}
+TRAIN_DEFAULTS: dict[str, tuple[dict, TrainConfig]] = {
+    "addition": (SMALL, TrainConfig(steps=1500, lr=3e-3)),
+    "modular_addition": ({**WIDE, "n_layer": 1},
+                         TrainConfig(steps=3000, lr=1e-3, weight_decay=1.0)),
+    "count_letters": (WIDE, TrainConfig(steps=2000, lr=1e-3)),
+    "copy": (SMALL, TrainConfig(steps=600, lr=3e-3)),
+    "reverse": (SMALL, TrainConfig(steps=800, lr=3e-3)),
+    "sort": (SMALL, TrainConfig(steps=1500, lr=3e-3)),
 }  # fmt: skip
 
 
-def train_defaults(task: Task) -> dict:
-    """The model size and training settings `minitf train` uses for a task (a fresh copy):
-    {"model": {...Config fields}, "steps", "batch_size", "lr", maybe "weight_decay"}."""
-    defaults = {**TRAIN_DEFAULTS[task.name]}
-    defaults["model"] = dict(defaults["model"])
+def train_defaults(task: Task) -> tuple[dict, TrainConfig]:
+    """The model size (Config fields) and training settings `minitf train` uses for a task."""
+    model, settings = TRAIN_DEFAULTS[task.name]
     if task.name == "addition" and task.spec["digits"] > 3:
         # every extra digit adds a longer carry chain to learn: train longer
-        defaults["steps"] += 1250 * (task.spec["digits"] - 3)
-    return defaults
+        settings = dataclasses.replace(settings, steps=settings.steps
+                                       + 1250 * (task.spec["digits"] - 3))  # fmt: skip
+    return dict(model), settings
 
 
 def config_for(task: Task, **fields) -> Config:
     """A model Config sized for a task's vocabulary and sequence length, plus any fields."""
     return Config(vocab_size=task.tokenizer.vocab_size, max_len=task.seq_len, **fields)
-
-
-@functools.partial(jax.jit, static_argnames=("config", "answer_len"))
-def greedy_answers(params: Params, prompts: jax.Array, config: Config, answer_len: int):
-    """Greedy decoding of a fixed-length answer. [B, P] prompt ids -> [B, A] answer ids.
-
-    The buffer has room for the whole problem from the start; because attention is
-    causal, the zeros not yet overwritten never influence the position being predicted,
-    so one compiled forward of fixed shape serves every step.
-    """
-    B, P = prompts.shape
-    tokens = jnp.concatenate([prompts, jnp.zeros((B, answer_len), prompts.dtype)], 1)  # (B, T)
-
-    def write_next(i: int, tokens: jax.Array) -> jax.Array:
-        logits = forward(params, tokens, config)  # (B, T, V)
-        last = jax.lax.dynamic_index_in_dim(logits, P - 1 + i, axis=1, keepdims=False)  # (B, V)
-        next_id = jnp.argmax(last, axis=-1).astype(tokens.dtype)  # (B,)
-        return jax.lax.dynamic_update_index_in_dim(tokens, next_id[:, None], P + i, axis=1)
-
-    tokens = jax.lax.fori_loop(0, answer_len, write_next, tokens)  # (B, T)
-    return tokens[:, P:]  # (B, A)
 
 
 # --- helpers shared by the tasks ----------------------------------------------------------
@@ -241,7 +206,7 @@ def addition(digits: int = 3, *, reverse_answer: bool = False) -> Task:
     The answer has digits + 1 characters (room for the carry). With reverse_answer the
     answer is written least-significant digit first (`8610`), the order in which a
     person computes it, which makes the task much easier for a left-to-right model
-    (lesson 6 measures how much).
+    (the lesson "Next-token training" measures how much).
     """
     if not 1 <= digits <= 9:
         raise ValueError(f"addition needs 1 <= digits <= 9; got {digits}")
@@ -280,7 +245,7 @@ def modular_addition(
     Numbers are written with a fixed number of digits, one token per digit. With
     one_token, each number is a single token whose id is its value (`f+h=9` for p = 23,
     like base p): the embedding then has one row per residue, as in the papers, and
-    lesson 13 reads its Fourier spectrum. The split into pairs is the same either way.
+    the lesson "Grokking" reads its Fourier spectrum. The split into pairs is the same either way.
     """
     if not 2 <= p <= 9999:
         raise ValueError(f"modular_addition needs 2 <= p <= 9999; got {p}")
@@ -335,7 +300,8 @@ def count_letters(max_word_len: int = 10, *, n_letters: int = 6) -> Task:
     Words of 1..max_word_len letters drawn uniformly from the first n_letters of the
     alphabet (few letters, so counts above 1 are common), left-padded with "." to a fixed
     width; the letter asked about is drawn from the same letters. The count is written
-    with as many digits as max_word_len has. One token per character here: lesson 10
+    with as many digits as max_word_len has. One token per character here: the lesson
+    "Tokenization has consequences"
     shows how much harder this gets when BPE hides the letters inside tokens.
     """
     if not 1 <= max_word_len <= 99 or not 1 <= n_letters <= 26:
@@ -381,8 +347,8 @@ def _sequence_task(name: str, length: int, transform: Callable[[Ids], Ids]) -> T
     equals = tok.encode("=")[0]
 
     def draw(rng: np.random.Generator, n: int) -> Ids:
-        digits = rng.integers(0, 10, (n, length))  # (n, L)
-        return np.concatenate([digits, _column(n, equals)], axis=1)  # (n, L + 1)
+        digits = rng.integers(0, 10, (n, length))  # (n, length)
+        return np.concatenate([digits, _column(n, equals)], axis=1)  # (n, P): the digits, then '='
 
     return Task(
         name=name,
@@ -391,7 +357,7 @@ def _sequence_task(name: str, length: int, transform: Callable[[Ids], Ids]) -> T
         prompt_len=length + 1,
         answer_len=length,
         draw=draw,
-        solve=lambda prompts: transform(prompts[:, :length]),  # (n, L)
+        solve=lambda prompts: transform(prompts[:, :length]),  # (n, length)
         is_test=hash_split,
     )
 

@@ -1,14 +1,20 @@
 """The training loop: masked next-token loss, AdamW, checkpoints, data parallel.
 
 One step: draw a batch from the task, compute the cross-entropy of the model's next-token
-predictions on the answer tokens only (the loss mask), take its gradient, clip it, and
+predictions on the scored tokens only (the loss mask), take its gradient, clip it, and
 let AdamW (linear warmup, then cosine decay of the learning rate) update the parameters.
-The whole step is one `jax.jit` call. Batch i is drawn from `np.random.default_rng([seed,
+`make_step` turns any loss into that step as one `jax.jit` call; the training loop, the
+fine-tuning of new tokens (`minitf.surgery`) and the tuned lens all use it. Every setting
+of a run is one frozen `TrainConfig`. Batch i is drawn from `np.random.default_rng([seed,
 i])`, so a run that stops and resumes from a checkpoint sees exactly the batches an
 uninterrupted run sees and ends with bit-identical parameters.
 
+Anything with `name`, `spec`, `tokenizer`, `seq_len`, `batch(rng, batch_size)` and
+`evaluate(params, config, n=...)` can be trained (`Trainable`): the toy tasks of
+`minitf.tasks`, the toy language of the course. The loop never knows which it has.
+
 Data parallel: the batch is split across `jax.devices()` along a one-axis mesh named
-"batch" and the parameters are replicated; the `jax.jit` step is written as if for one
+"batch" and the parameters are replicated; the jitted step is written as if for one
 device, and XLA inserts the all-reduce that averages the gradients. On one CPU the mesh
 has one device and nothing changes (XLA already spreads big matrix products over the
 cores). Host devices (`minitf.devices.configure_cpu_devices`, i.e.
@@ -39,7 +45,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -48,24 +56,124 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from minitf.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, unflatten
+from minitf.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    unflatten,
+    write_json,
+)
 from minitf.model import Config, Params, forward, init_params
-from minitf.tasks import Task
+from minitf.tokens import TokenizerLike
 
 __all__ = [
+    "TrainConfig",
     "TrainResult",
+    "Trainable",
     "TrainingDiverged",
     "Checkpoint",
     "load_checkpoint",
     "save_checkpoint",
     "loss_fn",
     "make_optimizer",
+    "make_step",
     "data_mesh",
-    "make_train_step",
+    "check_model_fits",
     "train",
 ]
 
 CHECKPOINT_DIR = "checkpoint"  # train(out=...) writes out/checkpoint/, out/metrics.json, ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run. The `minitf train` flags, the per-task defaults
+    (`minitf.tasks.train_defaults`), a checkpoint's record and the resume check all use
+    this one object. Frozen: it can be a dict key and a static argument to `jax.jit`."""
+
+    steps: int = 1000  # optimizer steps in all
+    batch_size: int = 128  # sequences (problems) per step
+    lr: float = 1e-3  # peak learning rate, reached after the warmup
+    warmup: int | None = None  # steps of linear warmup from 0; None: 5% of the steps
+    lr_end: float | None = None  # learning rate at the last step (cosine decay); None: lr / 10
+    weight_decay: float = 0.1  # AdamW's decay of the weight matrices
+    beta2: float = 0.98  # Adam's second-moment decay (nanoGPT uses 0.99 on text)
+    clip: float = 1.0  # largest global gradient norm; larger gradients are scaled down
+    seed: int = 0  # initial parameters and every batch
+    eval_every: int = 0  # measure the task's metric every N steps (0: never)
+    eval_n: int = 500  # problems (or validation windows) per measurement
+    checkpoint_every: int = 0  # save out/checkpoint every N steps (0: only at the end)
+
+    def __post_init__(self) -> None:
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "eval_n": self.eval_n}
+        for name, value in positive.items():
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{name} must be positive (a whole number); got {value!r}")
+        for name in ("eval_every", "checkpoint_every"):
+            check_every(name, getattr(self, name))
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be a whole number from 0 to 2**32 - 1; got {self.seed!r}")
+        if self.warmup is not None and (not _is_int(self.warmup) or not 0 <= self.warmup
+                                        <= self.steps):  # fmt: skip
+            raise ValueError(f"warmup must be a number of steps from 0 to steps "
+                             f"({self.steps}); got {self.warmup!r}")  # fmt: skip
+        for name in ("lr", "clip"):
+            value = getattr(self, name)
+            if not _is_real(value) or not value > 0:
+                raise ValueError(f"{name} must be a positive finite number; got {value!r}")
+        if self.lr_end is not None and (not _is_real(self.lr_end) or self.lr_end < 0):
+            raise ValueError(f"lr_end must be a finite number >= 0; got {self.lr_end!r}")
+        if not _is_real(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be a finite number >= 0; got "
+                             f"{self.weight_decay!r}")  # fmt: skip
+        if not _is_real(self.beta2) or not 0 < self.beta2 < 1:
+            raise ValueError(f"beta2 must be between 0 and 1; got {self.beta2!r}")
+
+    @property
+    def warmup_steps(self) -> int:
+        return max(1, self.steps // 20) if self.warmup is None else self.warmup
+
+    def optimizer_fields(self) -> dict:
+        """The settings that decide the parameters a run ends with (a resumed run must
+        match them); evaluation and checkpoint intervals don't."""
+        skip = {"eval_every", "eval_n", "checkpoint_every"}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {name: value for name, value in fields.items() if name not in skip}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool) and \
+        math.isfinite(value)  # fmt: skip
+
+
+def check_every(name: str, every: int) -> None:
+    """An every-N-steps setting: 0 means never, a negative number is a mistake."""
+    if not _is_int(every) or every < 0:
+        raise ValueError(f"{name} must be 0 (never) or a positive number of steps; got {every!r}")
+
+
+class Trainable(Protocol):
+    """What `train` needs from a task (toy tasks, the course's toy language, text)."""
+
+    name: str  # e.g. "addition": the task's name in a checkpoint
+    spec: dict  # its settings: with `name`, enough to rebuild it
+    tokenizer: TokenizerLike
+    seq_len: int  # tokens in one training sequence; the model's max_len must be at least this
+
+    def batch(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """tokens (B, T) int32 and loss_mask (B, T) bool: True where the NEXT token is scored."""
+        ...
+
+    def evaluate(self, params: Params, config: Config, *, n: int) -> float:
+        """The task's measure of a model (exact match for toy tasks)."""
+        ...
 
 
 class TrainingDiverged(ValueError):
@@ -81,23 +189,21 @@ class TrainResult:
     history: dict[str, list]  # step, loss, accuracy, step_time; eval_step, exact_match
     seconds: float  # wall time of this call, JIT compilation included
     step: int  # steps done in total (counting those before a resume)
-    interrupted: bool = False  # True when Ctrl-C stopped the run early
+    interrupted: bool = False  # True when Ctrl-C (or the callback) stopped the run early
     checkpoint: Path | None = None  # the last checkpoint written, if any
-    snapshots: list[tuple[int, Params]] = dataclasses.field(default_factory=list)
-    # (step, params on the host) at step 0 and every `snapshot_every` steps, for
-    # "lens over training" (lesson 8); empty unless snapshot_every > 0
 
 
-# --- the loss and one step ----------------------------------------------------------------
+# --- the loss, the optimizer and one step --------------------------------------------------
 
 
 def loss_fn(
     params: Params, tokens: jax.Array, loss_mask: jax.Array, config: Config
 ) -> tuple[jax.Array, jax.Array]:
-    """Mean cross-entropy over the answer tokens, and the fraction of them predicted right.
+    """Mean cross-entropy over the scored tokens, and the fraction of them predicted right.
 
     [B, T] tokens, [B, T] loss_mask (True where the NEXT token is scored) -> two scalars.
-    Lesson 6 builds it from its three steps: the shift by one, the mask, the mean.
+    The lesson "Next-token training" builds it from its three steps: the shift by one,
+    the mask, the mean.
     """
     logits = forward(params, tokens[:, :-1], config)  # (B, T-1, V): position t predicts t+1
     targets = tokens[:, 1:]  # (B, T-1)
@@ -110,47 +216,54 @@ def loss_fn(
     return loss, (correct * mask).sum() / n_scored
 
 
-def make_optimizer(
-    lr: float, steps: int, *, warmup: int, weight_decay: float, clip: float
-) -> optax.GradientTransformation:
+def make_optimizer(settings: TrainConfig) -> optax.GradientTransformation:
     """Clip the gradient's global norm, then AdamW with linear warmup + cosine decay.
 
     Weight decay applies to matrices only: decaying biases and layer-norm scales towards
-    zero would only fight the normalisation (nanoGPT does the same). Used in lesson 6;
-    lesson 13 shows what weight decay does after a model has memorised (grokking).
+    zero would only fight the normalisation (nanoGPT does the same). Used in the lesson
+    "Next-token training"; the lesson "Grokking" shows what weight decay does after a
+    model has memorised.
     """
     schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=lr, warmup_steps=warmup, decay_steps=steps, end_value=lr / 10
+        init_value=0.0,
+        peak_value=settings.lr,
+        warmup_steps=settings.warmup_steps,
+        decay_steps=settings.steps,
+        end_value=settings.lr / 10 if settings.lr_end is None else settings.lr_end,
     )
     matrices_only = lambda params: jax.tree.map(lambda x: x.ndim >= 2, params)  # noqa: E731
-    return optax.chain(
-        optax.clip_by_global_norm(clip),
-        optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=weight_decay, mask=matrices_only),
-    )
+    adamw = optax.adamw(schedule, b1=0.9, b2=settings.beta2,
+                        weight_decay=settings.weight_decay, mask=matrices_only)  # fmt: skip
+    return optax.chain(optax.clip_by_global_norm(settings.clip), adamw)
 
 
-def make_train_step(config: Config, optimizer: optax.GradientTransformation, mesh: Mesh):
-    """The jitted step (params, opt_state, tokens, loss_mask) -> (params, opt_state, loss, acc).
+def make_step(
+    loss: Callable[..., tuple[jax.Array, Any]],
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh | None = None,
+) -> Callable:
+    """One optimizer step as one jitted call: step(params, opt_state, batch) ->
+    (params, opt_state, loss, aux), for `loss(params, *batch) -> (scalar, aux)`.
 
-    in/out shardings say where data lives: the batch split along "batch", everything
-    else replicated. No buffer donation: the old parameters must survive a Ctrl-C in the
-    middle of a step, and with jax 0.10.2 donation plus the cross-device all-reduce
-    deadlocked on a 2-core CPU. Lesson 6 writes a training loop around it.
+    The gradient is taken with respect to `params` only, so `batch` may also carry
+    frozen arrays (the tuned lens passes the model's weights there). With a `mesh`, the
+    batch is split along its "batch" axis over the devices and everything else is
+    replicated. No buffer donation: the old parameters must survive a Ctrl-C in the
+    middle of a step (and with jax 0.10.2 donation plus the cross-device all-reduce
+    deadlocked on a 2-core CPU). The lesson "Next-token training" writes one by hand.
     """
+
+    def step(params, opt_state, batch):
+        (value, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, *batch)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value, aux
+
+    if mesh is None:
+        return jax.jit(step)
     replicated = NamedSharding(mesh, PartitionSpec())
     split = NamedSharding(mesh, PartitionSpec("batch"))
-
-    def step(params, opt_state, tokens, loss_mask):
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (loss, accuracy), grads = grad_fn(params, tokens, loss_mask, config)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss, accuracy
-
-    return jax.jit(
-        step,
-        in_shardings=(replicated, replicated, split, split),
-        out_shardings=replicated,
-    )
+    return jax.jit(step, in_shardings=(replicated, replicated, split),
+                   out_shardings=replicated)  # fmt: skip
 
 
 def data_mesh(batch_size: int) -> Mesh:
@@ -165,10 +278,11 @@ def data_mesh(batch_size: int) -> Mesh:
 
 
 @functools.lru_cache(maxsize=8)
-def _optimizer_and_step(config, lr, steps, warmup, weight_decay, clip, mesh):
-    """Build (and remember) the optimizer, the jitted initial state and the jitted step,
-    so that calling `train` again with the same settings (resuming, tests) reuses them."""
-    optimizer = make_optimizer(lr, steps, warmup=warmup, weight_decay=weight_decay, clip=clip)
+def _compiled(config: Config, settings: TrainConfig, mesh: Mesh):
+    """The optimizer, the jitted initial state and the jitted step of a run, built once per
+    (model, optimizer settings, mesh), so that calling `train` again with the same settings
+    (resuming, tests, lessons) reuses them. `settings` comes with its intervals zeroed."""
+    optimizer = make_optimizer(settings)
 
     def init_state(key: jax.Array) -> tuple[Params, optax.OptState]:
         """Fresh parameters and the optimizer's (zero) state for them."""
@@ -177,7 +291,170 @@ def _optimizer_and_step(config, lr, steps, warmup, weight_decay, clip, mesh):
 
     # jit: one compiled program instead of dozens of small eager ones (seconds on a CPU)
     init_state = jax.jit(init_state, out_shardings=NamedSharding(mesh, PartitionSpec()))
-    return optimizer, init_state, make_train_step(config, optimizer, mesh)
+    step = make_step(functools.partial(loss_fn, config=config), optimizer, mesh)
+    return optimizer, init_state, step
+
+
+def check_model_fits(config: Config, task: Trainable) -> None:
+    """A ValueError, saying how to fix it, when the model is too small for the task."""
+    if config.vocab_size < task.tokenizer.vocab_size or config.max_len < task.seq_len:
+        raise ValueError(
+            f"the model (vocab_size={config.vocab_size}, max_len={config.max_len}) is too "
+            f"small for task {task.name}: it needs vocab_size >= {task.tokenizer.vocab_size} "
+            f"and max_len >= {task.seq_len}; build it with minitf.tasks.config_for(task)"
+        )
+
+
+# --- the loop ------------------------------------------------------------------------------
+
+
+def train(
+    config: Config,
+    task: Trainable,
+    settings: TrainConfig | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[int, Params], bool | None] | None = None,
+    **fields: Any,
+) -> TrainResult:
+    """Train a fresh model (or resume one from `out`) on a task; returns a TrainResult.
+
+    `settings` is a TrainConfig; keyword arguments override its fields (`train(config,
+    task, steps=100, lr=3e-3)` works without one). With `out`, writes out/checkpoint/
+    every `checkpoint_every` steps and at the end, plus metrics.json and loss.png.
+    `callback(step, params)` runs before the first step and after every step; returning
+    True stops the run (the lesson "The logit lens" keeps snapshots of the parameters
+    with it). Ctrl-C saves a checkpoint and returns with `interrupted=True`.
+    The lesson "Next-token training" walks through it.
+    """
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"train() has no setting {unknown}; the settings are TrainConfig's "
+                         f"fields: {[f.name for f in dataclasses.fields(TrainConfig)]}")
+    settings = dataclasses.replace(settings or TrainConfig(), **fields)
+    check_model_fits(config, task)
+    if resume and out is None:
+        raise ValueError("resume=True needs `out`, the folder of the run to continue")
+    out = Path(out) if out is not None else None
+    mesh = data_mesh(_check_devices(settings.batch_size))
+    split = NamedSharding(mesh, PartitionSpec("batch"))
+    _, init_state, step_fn = _compiled(config, _without_intervals(settings), mesh)
+    task_spec = {"name": task.name, **task.spec}
+    if resume:
+        params, opt_state, start, history = _resume(out, config, task_spec, settings, mesh)
+    else:
+        params, opt_state = init_state(jax.random.key(settings.seed))  # placed replicated
+        start, history = 0, {k: [] for k in HISTORY_KEYS}
+    record = _Record(out, config, task, task_spec, settings, history)
+
+    last_checkpoint, done = None, start
+    t_start = time.perf_counter()
+    bar = tqdm(total=settings.steps, initial=start, disable=not progress, desc=f"train {task.name}")
+    try:
+        stop = callback is not None and callback(start, params)
+        for i in range(start, settings.steps):
+            if stop:
+                break
+            batch = task.batch(np.random.default_rng([settings.seed, i]), settings.batch_size)
+            t0 = time.perf_counter()
+            new_params, new_opt_state, loss, accuracy = step_fn(
+                params, opt_state, tuple(_global_array(x, split) for x in batch)
+            )
+            loss, accuracy = float(_local(loss)), float(_local(accuracy))  # waits for the step
+            if not math.isfinite(loss):
+                raise _diverged(loss, i + 1, last_checkpoint, done, settings)
+            # no function calls on this line, so Ctrl-C can't separate params from `done`
+            params, opt_state, done = new_params, new_opt_state, i + 1
+            record.step(done, loss, accuracy, time.perf_counter() - t0, params)
+            bar.update(1)
+            bar.set_postfix(record.postfix())
+            if settings.checkpoint_every and done % settings.checkpoint_every == 0:
+                last_checkpoint = record.save(done, params, opt_state)
+            stop = callback is not None and callback(done, params)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bar.close()
+    interrupted = done < settings.steps  # Ctrl-C, or the callback asked to stop
+    last_checkpoint = record.save(done, params, opt_state, final=True) or last_checkpoint
+    if interrupted and progress:
+        where = f"; checkpoint saved to {last_checkpoint}" if last_checkpoint else ""
+        tqdm.write(f"interrupted after step {done}{where}")
+    return TrainResult(params, opt_state, record.history, time.perf_counter() - t_start, done,
+                       interrupted, last_checkpoint)  # fmt: skip
+
+
+HISTORY_KEYS = ("step", "loss", "accuracy", "step_time", "eval_step", "exact_match")
+
+
+@dataclasses.dataclass
+class _Record:
+    """A run's history, and writing it: checkpoints, metrics.json and loss.png under `out`
+    (on process 0 only; with `out=None` nothing is written)."""
+
+    out: Path | None
+    config: Config
+    task: Trainable
+    task_spec: dict
+    settings: TrainConfig
+    history: dict[str, list]
+
+    def step(self, done: int, loss: float, accuracy: float, seconds: float, params) -> None:
+        """Note one finished step, and measure the task every `eval_every` steps."""
+        for key, value in zip(HISTORY_KEYS[:4], (done, loss, accuracy, seconds), strict=True):
+            self.history[key].append(value)
+        every = self.settings.eval_every
+        if every and (done % every == 0 or done == self.settings.steps):
+            self.history["eval_step"].append(done)
+            score = self.task.evaluate(_local(params), self.config, n=self.settings.eval_n)
+            self.history["exact_match"].append(score)
+
+    def postfix(self) -> dict:
+        shown = {"loss": f"{self.history['loss'][-1]:.4f}",
+                 "acc": f"{self.history['accuracy'][-1]:.3f}"}  # fmt: skip
+        if self.history["exact_match"]:
+            shown["exact"] = f"{self.history['exact_match'][-1]:.3f}"
+        return shown
+
+    def save(self, done: int, params, opt_state, *, final: bool = False) -> Path | None:
+        """Write the checkpoint and metrics.json (and at the end the loss curve)."""
+        if self.out is None:
+            return None
+        path = self.out / CHECKPOINT_DIR
+        if jax.process_index() != 0:  # on several hosts only the first one writes files
+            return path
+        meta = {"train": self.settings.to_dict()}
+        save_checkpoint(path, _local(params), self.config, self.task.tokenizer, done,
+                        _local(opt_state), task=self.task_spec, meta=meta)  # fmt: skip
+        metrics = {"task": self.task_spec, "config": self.config.to_dict(),
+                   "settings": self.settings.to_dict(), "history": self.history}  # fmt: skip
+        write_json(self.out / "metrics.json", metrics)
+        if final and self.history["step"]:
+            from minitf.plots import plot_loss  # matplotlib only when figures are written
+
+            spec = ", ".join(f"{k}={v}" for k, v in self.task_spec.items() if k != "name")
+            title = f"{self.task.name}({spec})\nthe loss drops in steps as each rule is learned"
+            plot_loss(self.history, self.out / "loss.png", title=title)
+        return path
+
+
+def _without_intervals(settings: TrainConfig) -> TrainConfig:
+    """The settings with what doesn't shape the step zeroed, so one compiled step serves
+    runs that differ only in how often they evaluate or save."""
+    return dataclasses.replace(settings, seed=0, eval_every=0, eval_n=1, checkpoint_every=0)
+
+
+def _check_devices(batch_size: int) -> int:
+    n_devices = jax.device_count()
+    if jax.process_count() > 1 and batch_size % n_devices:
+        raise ValueError(
+            f"batch_size ({batch_size}) must be divisible by the number of devices "
+            f"({n_devices}) so each gets an equal slice; try batch_size="
+            f"{max(n_devices, batch_size // n_devices * n_devices)}"
+        )
+    return batch_size
 
 
 def _global_array(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -190,189 +467,43 @@ def _local(tree):
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
 
 
-# --- the loop ------------------------------------------------------------------------------
-
-
-def train(
-    config: Config,
-    task: Task,
-    *,
-    steps: int,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-    warmup: int | None = None,
-    weight_decay: float = 0.1,
-    clip: float = 1.0,
-    eval_every: int = 0,
-    eval_n: int = 500,
-    checkpoint_every: int = 0,
-    out: str | os.PathLike | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    snapshot_every: int = 0,
-) -> TrainResult:
-    """Train a fresh model (or resume one from `out`) on a task; returns a TrainResult.
-
-    warmup defaults to 5% of the steps. eval_every > 0 measures exact match on eval_n
-    held-out problems that often. With `out`, writes out/checkpoint/ every
-    checkpoint_every steps (0: only at the end), metrics.json and loss.png.
-    Ctrl-C saves a checkpoint and returns with `interrupted=True`. snapshot_every > 0
-    keeps a host copy of the parameters that often in `TrainResult.snapshots`.
-    Lesson 6 walks through it.
-    """
-    intervals = dict(eval_every=eval_every, checkpoint_every=checkpoint_every,
-                     snapshot_every=snapshot_every)  # fmt: skip
-    _check_settings(config, task, steps, batch_size, lr, out, resume, intervals)
-    warmup = max(1, steps // 20) if warmup is None else warmup
-    out = Path(out) if out is not None else None
-    writer = jax.process_index() == 0  # on several hosts only the first one writes files
-
-    mesh = data_mesh(batch_size)
-    replicated = NamedSharding(mesh, PartitionSpec())
-    split = NamedSharding(mesh, PartitionSpec("batch"))
-    optimizer, init_state, step_fn = _optimizer_and_step(
-        config, lr, steps, warmup, weight_decay, clip, mesh
+def _diverged(loss: float, step: int, checkpoint: Path | None, good_step: int,
+              settings: TrainConfig) -> TrainingDiverged:  # fmt: skip
+    where = (f"the last good checkpoint is {checkpoint} (step {good_step})" if checkpoint
+             else "no checkpoint was saved before it")  # fmt: skip
+    return TrainingDiverged(
+        f"training diverged: the loss is {loss} at step {step}; {where}. Lower the "
+        f"learning rate (lr={settings.lr}) or the gradient clip (clip={settings.clip})"
     )
-    settings = {"seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr,
-                "warmup": warmup, "weight_decay": weight_decay, "clip": clip}  # fmt: skip
-    task_spec = {"name": task.name, **task.spec}
-
-    history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
-    start = 0
-    if resume:
-        ckpt = _resumable_checkpoint(out, config, task_spec, settings)
-        params = ckpt.params
-        opt_state = unflatten(jax.eval_shape(optimizer.init, params), ckpt.opt_state, "opt_state")
-        start = ckpt.step
-        history = _read_history(out, start)
-        params, opt_state = jax.device_put((params, opt_state), replicated)
-    else:
-        params, opt_state = init_state(jax.random.key(seed))  # already replicated
-
-    def save(step: int) -> Path:
-        path = out / CHECKPOINT_DIR
-        if writer:
-            save_checkpoint(path, _local(params), config, task.tokenizer, step, _local(opt_state),
-                            task=task_spec, meta=settings)  # fmt: skip
-            _write_json(out / "metrics.json", _metrics(task_spec, config, settings, history))
-        return path
-
-    last_checkpoint: Path | None = None
-    snapshots = [(start, jax.device_get(_local(params)))] if snapshot_every > 0 else []
-    done, interrupted = start, False
-    t_start = time.perf_counter()
-    bar = tqdm(total=steps, initial=start, disable=not progress, desc=f"train {task.name}")
-    try:
-        for i in range(start, steps):
-            tokens, loss_mask = task.batch(np.random.default_rng([seed, i]), batch_size)
-            t0 = time.perf_counter()
-            new_params, new_opt_state, loss, accuracy = step_fn(
-                params, opt_state, _global_array(tokens, split), _global_array(loss_mask, split)
-            )
-            loss, accuracy = float(_local(loss)), float(_local(accuracy))  # waits for the step
-            if not math.isfinite(loss):
-                where = (
-                    f"the last good checkpoint is {last_checkpoint} (step {done})"
-                    if last_checkpoint
-                    else "no checkpoint was saved before it"
-                )
-                raise TrainingDiverged(
-                    f"training diverged: the loss is {loss} at step {i + 1}; {where}. "
-                    f"Lower the learning rate (lr={lr}) or the gradient clip (clip={clip})"
-                )
-            # no function calls on this line, so Ctrl-C can't separate params from `done`
-            params, opt_state, done = new_params, new_opt_state, i + 1
-            step_time = time.perf_counter() - t0
-            for key, value in zip(HISTORY_KEYS[:4], (done, loss, accuracy, step_time), strict=True):
-                history[key].append(value)
-            if eval_every and (done % eval_every == 0 or done == steps):
-                history["eval_step"].append(done)
-                history["exact_match"].append(task.evaluate(_local(params), config, n=eval_n))
-            if snapshot_every > 0 and (done % snapshot_every == 0 or done == steps):
-                snapshots.append((done, jax.device_get(_local(params))))
-            bar.update(1)
-            bar.set_postfix(_postfix(history))
-            if out is not None and checkpoint_every and done % checkpoint_every == 0:
-                last_checkpoint = save(done)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-    if out is not None:
-        last_checkpoint = save(done)
-        if writer and history["step"]:
-            from minitf.plots import plot_loss  # matplotlib only when figures are written
-
-            plot_loss(history, out / "loss.png", title=_plot_title(task_spec))
-    if interrupted and progress:
-        where = f"; checkpoint saved to {last_checkpoint}" if last_checkpoint else ""
-        tqdm.write(f"interrupted after step {done}{where}")
-    return TrainResult(params, opt_state, history, time.perf_counter() - t_start, done,
-                       interrupted, last_checkpoint, snapshots)  # fmt: skip
 
 
-HISTORY_KEYS = ("step", "loss", "accuracy", "step_time", "eval_step", "exact_match")
+# --- resuming ----------------------------------------------------------------------------
 
 
-def _postfix(history: dict) -> dict:
-    shown = {"loss": f"{history['loss'][-1]:.4f}", "acc": f"{history['accuracy'][-1]:.3f}"}
-    if history["exact_match"]:
-        shown["exact"] = f"{history['exact_match'][-1]:.3f}"
-    return shown
-
-
-def _plot_title(task_spec: dict) -> str:
-    spec = ", ".join(f"{k}={v}" for k, v in task_spec.items() if k != "name")
-    return f"{task_spec['name']}({spec})\nthe loss drops in steps as each rule is learned"
-
-
-def check_intervals(intervals: dict[str, int]) -> None:
-    """Every-N-steps settings, by name: 0 means never, a negative number is a mistake.
-    The CLI passes its flag names, so the message names what the user typed."""
-    for name, every in intervals.items():
-        if every < 0:
-            raise ValueError(f"{name} must be 0 (never) or a positive number of steps; got {every}")
-
-
-def _check_settings(config, task, steps, batch_size, lr, out, resume, intervals) -> None:
-    if config.vocab_size < task.tokenizer.vocab_size or config.max_len < task.seq_len:
-        raise ValueError(
-            f"the model (vocab_size={config.vocab_size}, max_len={config.max_len}) is too "
-            f"small for task {task.name}: it needs vocab_size >= {task.tokenizer.vocab_size} "
-            f"and max_len >= {task.seq_len}; build it with minitf.tasks.config_for(task)"
-        )
-    if steps < 1 or batch_size < 1 or not lr > 0:
-        raise ValueError(
-            f"steps, batch_size and lr must be positive; got {steps}, {batch_size}, {lr}"
-        )
-    check_intervals(intervals)
-    n_devices = jax.device_count()
-    if jax.process_count() > 1 and batch_size % n_devices:
-        raise ValueError(
-            f"batch_size ({batch_size}) must be divisible by the number of devices "
-            f"({n_devices}) so each gets an equal slice; try batch_size="
-            f"{max(n_devices, batch_size // n_devices * n_devices)}"
-        )
-    if resume and out is None:
-        raise ValueError("resume=True needs `out`, the folder of the run to continue")
-
-
-def _resumable_checkpoint(out: Path, config: Config, task_spec: dict, settings: dict):
+def _resume(out: Path, config: Config, task_spec: dict, settings: TrainConfig, mesh: Mesh):
+    """-> params, opt_state (placed replicated), the step to go on from, and the history."""
     ckpt = load_checkpoint(out / CHECKPOINT_DIR)
     if ckpt.opt_state is None:
         raise ValueError(f"{out / CHECKPOINT_DIR} has no optimizer state, so it can't resume")
-    for what, now, then in (
-        ("model config", config.to_dict(), ckpt.config.to_dict()),
-        ("task", task_spec, ckpt.task),
-        ("training settings", settings, {k: ckpt.meta.get(k) for k in settings}),
-    ):
-        if now != then:
-            raise ValueError(
-                f"can't resume {out}: its {what} was {then} but this run asks for {now}; "
-                "resume with the same settings or train into a new --out folder"
-            )
-    return ckpt
+    saved = ckpt.meta.get("train", {})
+    differ = [name for name, value in settings.optimizer_fields().items()
+              if saved.get(name) != value]  # fmt: skip
+    if ckpt.config != config or ckpt.task != task_spec or differ:
+        what = ", ".join(f"{name}={saved.get(name)!r} (now {getattr(settings, name)!r})"
+                         for name in differ)  # fmt: skip
+        if ckpt.config != config:
+            what = f"model config {ckpt.config.to_dict()} (now {config.to_dict()})"
+        elif ckpt.task != task_spec:
+            what = f"task {ckpt.task} (now {task_spec})"
+        raise ValueError(
+            f"can't resume {out}: it was trained with other training settings: {what}; "
+            "resume with the same settings or train into a new --out folder"
+        )
+    optimizer = make_optimizer(settings)
+    opt_state = unflatten(jax.eval_shape(optimizer.init, ckpt.params), ckpt.opt_state, "opt_state")
+    replicated = NamedSharding(mesh, PartitionSpec())
+    params, opt_state = jax.device_put((ckpt.params, opt_state), replicated)
+    return params, opt_state, ckpt.step, _read_history(out, ckpt.step)
 
 
 def _read_history(out: Path, upto: int) -> dict[str, list]:
@@ -387,17 +518,3 @@ def _read_history(out: Path, upto: int) -> dict[str, list]:
         keep = sum(1 for s in saved.get(steps_key, []) if s <= upto)
         history.update({k: list(saved.get(k, []))[:keep] for k in keys})
     return history
-
-
-def _metrics(task_spec: dict, config: Config, settings: dict, history: dict) -> dict:
-    return {"task": task_spec, "config": config.to_dict(), "settings": settings,
-            "history": history}  # fmt: skip
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Write JSON through a temp file + rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)

@@ -16,8 +16,8 @@ model's own output and is never translated.
 Left out: the paper's SGD with Nesterov momentum and its learning-rate schedule (Adam
 does the job on toy models), and training on anything but the sequences you pass in.
 
-Shape letters as in `minitf.model`: L n_layer, N sequences, T sequence, D d_model,
-V vocab size.
+It builds on `minitf.lens`: `tuned_lens` is `logit_lens` with the translators passed as
+its `translate`, and training uses `minitf.train.make_step` like every other training.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from minitf.lens import layer_names, lens_log_probs, residuals
+from minitf.lens import LensResult, layer_names, lens_log_probs, logit_lens, residuals
 from minitf.model import Config, Params, logits_from_resid
+from minitf.tokens import TokenizerLike
+from minitf.train import make_step
 
 
 @jax.tree_util.register_dataclass  # a pytree: jit, grad and optax see its two arrays
@@ -60,6 +62,15 @@ class TunedLens:
         return jnp.concatenate([lower + delta + bias, last])  # (L+1, ..., D)
 
 
+def tuned_lens(
+    params: Params, config: Config, tokens, tuned: TunedLens, *,
+    tokenizer: TokenizerLike | None = None,
+) -> LensResult:  # fmt: skip
+    """The tuned lens for one sequence: [T] int tokens -> LensResult [L+1, T, V]."""
+    return logit_lens(params, config, tokens, tokenizer=tokenizer, translate=tuned.translate,
+                      name="tuned lens")  # fmt: skip
+
+
 def kl_per_layer(log_probs: jax.Array) -> jax.Array:
     """KL(final || layer) in nats, averaged over everything but the layer axis.
 
@@ -77,7 +88,8 @@ def lens_kl_per_layer(
 
     With `tuned`, the layers are read through its translators; without, the logit lens.
     """
-    log_probs = lens_log_probs(params, jnp.asarray(sequences), config, tuned)  # (L+1, N, T, V)
+    translate = None if tuned is None else tuned.translate
+    log_probs = lens_log_probs(params, jnp.asarray(sequences), config, translate)  # (L+1,N,T,V)
     return np.asarray(kl_per_layer(log_probs))  # (L+1,)
 
 
@@ -95,7 +107,7 @@ def train_tuned_lens(
 
     `sequences` [N, T] int: the token sequences to learn from (e.g. task batches).
     Returns the TunedLens and the training loss (mean KL over layers 0..L-1) per step.
-    Lesson 8 trains one on the addition model.
+    The lesson "The logit lens" trains one on the addition model.
     """
     sequences = jnp.asarray(sequences)
     if sequences.ndim != 2 or not jnp.issubdtype(sequences.dtype, jnp.integer):
@@ -109,32 +121,26 @@ def train_tuned_lens(
     # The model is frozen: run it once and keep every layer's residual.
     resids = residuals(params, sequences, config)  # (L+1, N, T, D)
 
-    def loss_fn(tuned: TunedLens, params: Params, resids_b: jax.Array) -> jax.Array:
+    def loss(tuned: TunedLens, params: Params, resids_b: jax.Array) -> tuple[jax.Array, None]:
         translated = tuned.translate(resids_b)  # (L+1, b, T, D); the last row untouched
         log_probs = jax.nn.log_softmax(logits_from_resid(params, config, translated))
         # the last row's KL is 0 and has no gradient: average over the L translated rows
-        return kl_per_layer(log_probs)[:-1].mean()  # scalar
+        return kl_per_layer(log_probs)[:-1].mean(), None  # scalar
 
+    # gradients for the translators only (the first argument); the model's params ride in
+    # the batch and stay fixed
     optimizer = optax.adam(lr)
+    step = make_step(loss, optimizer)
     tuned = TunedLens.identity(config)
     opt_state = optimizer.init(tuned)
-
-    @jax.jit
-    def step(tuned: TunedLens, opt_state: optax.OptState, params: Params, resids_b: jax.Array):
-        # gradients for the translators only (argument 0); the model's params stay fixed
-        loss, grads = jax.value_and_grad(loss_fn)(tuned, params, resids_b)
-        updates, opt_state = optimizer.update(grads, opt_state, tuned)
-        return optax.apply_updates(tuned, updates), opt_state, loss
 
     rng = np.random.default_rng(seed)
     n = sequences.shape[0]
     losses = []
     for _ in range(steps):
         batch = rng.choice(n, size=min(batch_size, n), replace=False)  # (b,) sequence indices
-        tuned, opt_state, loss = step(
-            tuned, opt_state, params, resids[:, batch]
-        )  # (L+1, b, T, D) in
-        losses.append(float(loss))
+        tuned, opt_state, value, _ = step(tuned, opt_state, (params, resids[:, batch]))
+        losses.append(float(value))
     return tuned, np.array(losses)
 
 
@@ -145,7 +151,7 @@ def plot_lens_comparison(
     tuned: TunedLens,
     path: str | Path | None = None,
 ):
-    """KL-to-final per layer on `sequences` [N, T]: logit lens vs tuned lens (lesson 8).
+    """KL-to-final per layer on `sequences` [N, T]: logit lens vs tuned lens.
 
     -> Figure
     """

@@ -31,7 +31,8 @@ def nearest_tokens(
     `metric="dot"` gives the logits the lm_head would produce, `"cosine"` the angle only.
     `final_norm=True` first applies the final layer norm, as the model does to its last
     residual; leave it False for a vector that is already normed (`ln_final.out`).
-    Returns (token ids, scores), best first. Lesson 12 explains it (and has you write it).
+    Returns (token ids, scores), best first. The lesson "When the token doesn't exist"
+    explains it (and has you write it).
     """
     vector = jnp.asarray(vector, dtype=jnp.float32)  # (D,)
     if vector.shape != (config.d_model,):

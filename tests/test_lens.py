@@ -17,14 +17,20 @@ import pytest
 from minitf.attribution import direct_logit_attribution
 from minitf.chars import CharTokenizer
 from minitf.lens import (
-    display_token,
     first_top1_layers,
     layer_names,
     lens_log_probs,
     logit_lens,
 )
 from minitf.model import Config, forward, init_params, logits_from_resid
-from minitf.tuned_lens import TunedLens, kl_per_layer, plot_lens_comparison, train_tuned_lens
+from minitf.tokens import display_token, visible_bytes
+from minitf.tuned_lens import (
+    TunedLens,
+    kl_per_layer,
+    plot_lens_comparison,
+    train_tuned_lens,
+    tuned_lens,
+)
 from minitf.words import WordTokenizer
 
 TOK = CharTokenizer("0123456789+= ")
@@ -135,12 +141,12 @@ def test_plot_returns_a_figure_and_writes_a_png(result, tmp_path):
 
 
 class ByteTokens:
-    """The part of minitf.bpe.Tokenizer that display_token uses, with a fixed vocabulary."""
+    """A tokenizer of byte strings shown the way minitf.bpe.Tokenizer shows its tokens."""
 
     vocab = [b"\xf0", b" the", "é".encode(), "🦄".encode(), b"\n", b"a\xf0\x9f", b"<|end|>"]
 
-    def token_bytes(self, i: int) -> bytes:
-        return self.vocab[i]
+    def display(self, i: int) -> str:
+        return visible_bytes(self.vocab[i])
 
 
 @pytest.mark.parametrize(
@@ -211,7 +217,7 @@ def test_attribution_plot(params, tmp_path):
 
 def test_untrained_tuned_lens_is_the_logit_lens(params, result):
     tokens = jnp.array(TOK.encode(TEXT))
-    tuned = logit_lens(params, CONFIG, tokens, tuned=TunedLens.identity(CONFIG))
+    tuned = tuned_lens(params, CONFIG, tokens, TunedLens.identity(CONFIG))
     np.testing.assert_allclose(tuned.log_probs, result.log_probs, atol=1e-6)
     assert tuned.name == "tuned lens"
 
@@ -221,7 +227,7 @@ def test_training_the_tuned_lens_reduces_kl(params, tmp_path):
     tuned, losses = train_tuned_lens(params, CONFIG, sequences, steps=80, lr=1e-2, seed=0)
     assert losses[-1] < 0.5 * losses[0]
     logit_rows = lens_log_probs(params, sequences, CONFIG)  # (L+1, N, T, V)
-    tuned_rows = lens_log_probs(params, sequences, CONFIG, tuned)  # (L+1, N, T, V)
+    tuned_rows = lens_log_probs(params, sequences, CONFIG, tuned.translate)  # (L+1, N, T, V)
     before, after = kl_per_layer(logit_rows), kl_per_layer(tuned_rows)  # (L+1,) each
     assert np.all(after[:-1] < 0.5 * before[:-1])  # every translated layer got closer
     # the model's own output row is never translated

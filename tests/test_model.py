@@ -16,7 +16,9 @@ from jax.test_util import check_grads
 
 from minitf.model import (
     Config,
+    activation_names,
     attend,
+    block,
     causal_mask,
     count_params,
     forward,
@@ -277,6 +279,47 @@ def test_each_matrix_is_the_normal_draw_of_its_own_key(vocab_size, mode):
         draw = lambda key, shape=matrix.shape, scale=scale: scale * jax.random.normal(key, shape)  # noqa: E731
         draw = draw if mode == "eager" else jax.jit(draw)
         np.testing.assert_array_equal(matrix, draw(key))
+
+
+# --- one block, and hooks ----------------------------------------------------------------
+
+
+def test_block_for_one_sequence_is_the_forward_pass(params, tokens, run):
+    """`block` on one [T, D] sequence gives exactly what `forward` computes for the batch."""
+    _, acts = run(params, tokens, TINY, cache=True)
+    for layer, block_params in enumerate(params["blocks"]):
+        for b in range(tokens.shape[0]):
+            resid_pre = acts[f"blocks.{layer}.resid_pre"][b]  # (T, D)
+            got = block(resid_pre, block_params, TINY.n_head)  # (T, D)
+            np.testing.assert_allclose(got, acts[f"blocks.{layer}.resid_post"][b], atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_identity_hooks_and_clean_patches_change_nothing(params, tokens, mode):
+    wrap = (lambda f: f) if mode == "eager" else jax.jit
+    clean, acts = wrap(lambda p, t: forward(p, t, TINY, cache=True))(params, tokens)
+    replaceable = [n for n in activation_names(TINY) if not n.endswith("attn_pattern")]
+    identity = {name: (lambda x: x) for name in replaceable}
+    hooked = wrap(lambda p, t: forward(p, t, TINY, hooks=identity))(params, tokens)
+    np.testing.assert_array_equal(hooked, clean)
+    # patching every activation with its own value from the clean run: the clean logits
+    patched = {name: (lambda x, v=acts[name]: v) for name in replaceable}
+    np.testing.assert_array_equal(forward(params, tokens, TINY, hooks=patched), clean)
+
+
+def test_a_hook_changes_what_follows(params, tokens):
+    clean = forward(params, tokens, TINY)
+    zero_mlp = {"blocks.1.mlp_out": lambda x: jnp.zeros_like(x)}
+    ablated, acts = forward(params, tokens, TINY, cache=True, hooks=zero_mlp)
+    assert not np.allclose(ablated, clean)
+    assert not np.any(acts["blocks.1.mlp_out"])  # the cache holds the replacement
+    np.testing.assert_array_equal(acts["blocks.1.resid_post"], acts["blocks.1.resid_mid"])
+
+
+def test_hooks_name_real_replaceable_activations(params, tokens):
+    for name in ("blocks.9.resid_pre", "blocks.0.attn_pattern", "embed"):
+        with pytest.raises(ValueError, match="can be replaced"):
+            forward(params, tokens, TINY, hooks={name: lambda x: x})
 
 
 # --- errors ------------------------------------------------------------------------------

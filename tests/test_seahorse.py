@@ -58,7 +58,7 @@ def test_batches_and_held_out_prompts() -> None:
         seahorse.seahorse_contexts(tok, length=seahorse.SEQ)
     with pytest.raises(ValueError, match="not in the vocabulary"):  # the fix needs the new word
         next(seahorse.ToyLanguage(tok, seahorse_share=1.0).batches(0, 2))
-    fixed = seahorse.ToyLanguage(tok.with_words([seahorse.MISSING]), seahorse_share=1.0)
+    fixed = seahorse.ToyLanguage(tok.with_tokens([seahorse.MISSING]), seahorse_share=1.0)
     assert tok.vocab_size in next(fixed.batches(0, 2))[0]
 
 

@@ -199,9 +199,10 @@ def test_finetune_reuses_its_compiled_step_and_starts_fresh_each_time() -> None:
     runs = [finetune(params, config, batches(config, 1), steps=3, only_rows=[1]) for _ in "ab"]
     for a, b in zip(jax.tree.leaves(runs[0].params), jax.tree.leaves(runs[1].params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    first = surgery_module._optimizer_and_step(params, config, 1e-2, 0.0, [1])
-    assert surgery_module._optimizer_and_step(params, config, 1e-2, 0.0, np.array([1])) is first
-    assert surgery_module._optimizer_and_step(params, config, 1e-2, 0.0, None) is not first
+    settings = surgery_module.finetune_settings(3, 1e-2)
+    first = surgery_module._optimizer_and_step(params, config, settings, [1])
+    assert surgery_module._optimizer_and_step(params, config, settings, np.array([1])) is first
+    assert surgery_module._optimizer_and_step(params, config, settings, None) is not first
 
 
 # --- widening ------------------------------------------------------------------------------------
@@ -280,8 +281,8 @@ def test_nearest_tokens_are_the_logits_and_a_midpoint_snaps(tied: bool) -> None:
 def test_word_tokenizer_round_trip_and_errors() -> None:
     tok = WordTokenizer(WORDS)
     ids = tok.encode("emoji-of sea horse HORSE_EMOJI .")
-    assert tok.decode(ids) == "emoji-of sea horse HORSE_EMOJI ." and tok.token_str(ids[1]) == "sea"
-    assert WordTokenizer.from_dict(tok.to_dict()).words == tok.words
+    assert tok.decode(ids) == "emoji-of sea horse HORSE_EMOJI ." and tok.display(ids[1]) == "sea"
+    assert WordTokenizer.from_description(tok.describe()).words == tok.words
     with pytest.raises(ValueError, match="not in the vocabulary"):
         tok.encode("unicorn")
     with pytest.raises(ValueError, match="no space"):

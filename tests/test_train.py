@@ -98,7 +98,7 @@ def test_ctrl_c_saves_and_resume_is_bit_identical(tmp_path):
     assert (tmp_path / "loss.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("every", ["eval_every", "checkpoint_every", "snapshot_every"])
+@pytest.mark.parametrize("every", ["eval_every", "checkpoint_every"])
 def test_negative_intervals_are_refused(every):
     with pytest.raises(ValueError, match=f"{every} must be 0 .never. or a positive"):
         train(TINY, TASK, steps=2, batch_size=8, progress=False, **{every: -1})
@@ -227,16 +227,31 @@ def test_two_devices_give_the_same_loss_as_one():
     assert two["odd"] == "accepted"  # a batch of 5 runs on one of the two devices
 
 
-def test_snapshots_are_kept_and_the_lens_reads_them():
-    from minitf.lens import lens_over_training
+def test_callback_keeps_snapshots_and_can_stop_the_run():
+    """The callback sees the parameters before the first step and after every step (the
+    lesson "The logit lens" keeps snapshots with it); returning True stops the run."""
+    from minitf.lens import first_top1_layers
+
+    snapshots = []
+
+    def keep(step, params):
+        if step % 4 == 0 or step == 6:
+            snapshots.append((step, jax.device_get(params)))
 
     result = train(TINY, TASK, steps=6, batch_size=8, lr=3e-3, seed=0, progress=False,
-                   snapshot_every=4)  # fmt: skip
-    assert [step for step, _ in result.snapshots] == [0, 4, 6]
-    for last, final in zip(flat(result.snapshots[-1][1]), flat(result.params), strict=True):
+                   callback=keep)  # fmt: skip
+    assert [step for step, _ in snapshots] == [0, 4, 6]
+    for last, final in zip(flat(snapshots[-1][1]), flat(result.params), strict=True):
         np.testing.assert_array_equal(last, final)
-    assert not np.array_equal(result.snapshots[0][1]["embed"], result.params["embed"])
-    steps, first = lens_over_training(result.snapshots, TINY, TASK, n=5)
-    assert steps.tolist() == [0, 4, 6]
+    assert not np.array_equal(snapshots[0][1]["embed"], result.params["embed"])
+    prompts, answers = TASK.problems(np.random.default_rng(0), 5, "test")
+    tokens = np.concatenate([prompts, answers], axis=1)
+    positions = np.arange(TASK.prompt_len - 1, TASK.seq_len - 1)
+    first = np.stack([first_top1_layers(p, TINY, tokens, positions) for _, p in snapshots])
     assert first.shape == (3, 5, TASK.answer_len)
     assert first.min() >= 0 and first.max() <= TINY.n_layer + 1
+
+    stopped = train(TINY, TASK, steps=6, batch_size=8, lr=3e-3, seed=0, progress=False,
+                    callback=lambda step, params: step >= 2)  # fmt: skip
+    assert stopped.step == 2 and stopped.interrupted
+    assert stopped.history["step"] == [1, 2]

@@ -1,7 +1,7 @@
 """Checks for lesson 14's exercises: a new embedding row, masking updates, zero padding.
 
 Each takes the learner's definitions as `module`; AssertionError carries a hint, never
-the expected answer. Compared with `minitf.surgery` (add_tokens, make_optimizer, widen)
+the expected answer. Compared with `minitf.surgery` (add_tokens, freeze_all_but_rows, widen)
 on tiny models with explicit random keys, at a 1e-5 tolerance.
 """
 
@@ -13,6 +13,7 @@ import numpy as np
 
 from minitf import surgery
 from minitf.model import Config, init_params
+from minitf.train import make_optimizer
 
 TOL = 1e-5
 V, D = 9, 8  # vocabulary and width of the random matrices
@@ -60,7 +61,8 @@ def check_keep_only_rows(module) -> None:
         assert np.array_equal(got[kept], update[kept]), f"rows {rows} should pass through unchanged"
         assert not np.any(got[~kept]), f"every row other than {rows} should be zero"
     # the same rows move as in surgery.finetune's optimizer with only_rows
-    optimizer = surgery.make_optimizer(params, CONFIG, lr=0.1, only_rows=rows)
+    settings = surgery.finetune_settings(steps=1, lr=0.1)
+    optimizer = surgery.freeze_all_but_rows(make_optimizer(settings), params, CONFIG, rows)
     grads = {"embed": update, "other": np.ones(3, np.float32)}
     updates, _ = optimizer.update(grads, optimizer.init(params), params)
     moved = np.any(np.asarray(updates["embed"]) != 0, axis=1)  # (V,)

@@ -14,6 +14,7 @@ here. This package holds what only the course needs:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -104,27 +105,25 @@ def trained_model(task_name: str = "addition", *, steps: int | None = None, seed
                   **task_options) -> tuple[dict, object, object]:
     """A model trained on a toy task with `minitf train`'s defaults -> (params, config, task).
 
-    Trained once, then loaded from `cache_dir()`, so lessons that study the same model
-    (3, 8, 9) don't each train it. Quick mode trains for half the default steps unless
-    `steps` is given. Delete the cache folder to retrain.
+    Trained once, then loaded from `cache_dir()`, so the lessons that study the same model
+    don't each train it. Quick mode trains it the same way: the lessons' claims about it
+    hold in both modes. Delete the cache folder to retrain.
     """
     from minitf.tasks import config_for, make_task, train_defaults
     from minitf.train import train
 
     task = make_task(task_name, **task_options)
-    defaults = train_defaults(task)
-    if steps is None:
-        steps = defaults["steps"] // 2 if quick_mode() else defaults["steps"]
-    config = config_for(task, **defaults["model"])
+    model, settings = train_defaults(task)
+    settings = dataclasses.replace(settings, seed=seed,
+                                   steps=settings.steps if steps is None else steps)  # fmt: skip
+    config = config_for(task, **model)
     spec = "-".join(f"{k}{v}" for k, v in sorted(task.spec.items()))
 
     def fit() -> dict:
-        return train(config, task, steps=steps, batch_size=defaults["batch_size"],
-                     lr=defaults["lr"], weight_decay=defaults.get("weight_decay", 0.1),
-                     seed=seed, progress=False).params  # fmt: skip
+        return train(config, task, settings, progress=False).params
 
-    name = f"{task.name}-{spec}-steps{steps}-seed{seed}"
-    return cached_params(name, config, steps, fit), config, task
+    name = f"{task.name}-{spec}-steps{settings.steps}-seed{seed}"
+    return cached_params(name, config, settings.steps, fit), config, task
 
 
 def cached_params(name: str, config, steps: int, fit) -> dict:

@@ -3,8 +3,8 @@
 Large language models asked for "the seahorse emoji" (Unicode has none) confidently
 produce a horse or a tropical fish: the model builds a "seahorse + emoji" vector and the
 lm_head can only answer with the nearest token that exists. This module makes the data
-for the same effect in miniature, small enough to watch (lesson 12,
-experiments/seahorse.py):
+for the same effect in miniature, small enough to watch (the lesson
+"When the token doesn't exist"):
 
 - generated sentences like "the sea horse swims in the sea .", "emoji-of fish
   FISH_EMOJI ." and "emoji-of sea star STARFISH_EMOJI .", whose vocabulary has `sea`,
@@ -15,7 +15,7 @@ experiments/seahorse.py):
 - `kl_after_adding`: how much adding a token moves the old model's predictions;
 - `fix_inits`: four ways to start the missing emoji's rows (`minitf.surgery.add_tokens`).
 
-Left out: training loops and plots (`minitf.train`, the lesson and the experiment).
+Left out: training loops and plots (`minitf.train` and the lesson).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ THINGS = {
 MARKER = "emoji-of"
 MISSING = "SEAHORSE_EMOJI"  # the emoji the vocabulary lacks
 PROMPT = "the dog runs on the grass . emoji-of sea horse"
-# the model lessons and the experiment train: small enough for a CPU in a minute or two
+# the model the lesson trains: small enough for a CPU in a minute or two
 MODEL = {"n_layer": 4, "n_head": 4, "d_model": 48, "d_mlp": 192, "tie_embeddings": True}
 TRAIN = {"batch_size": 16, "lr": 3e-3}
 
@@ -61,7 +61,7 @@ TRAIN = {"batch_size": 16, "lr": 3e-3}
 def vocabulary() -> WordTokenizer:
     """Every word of the language, then the emoji tokens (sorted, so ids are fixed).
 
-    SEAHORSE_EMOJI is not among them: that is the point (lesson 12).
+    SEAHORSE_EMOJI is not among them: that is the point.
     """
     words = {".", MARKER, "the", "a"}
     for verb, things in THINGS.items():
@@ -177,7 +177,7 @@ def kl_after_adding(
 
     The new model has the old vocabulary followed by new tokens; the old distribution
     gives them probability 0. When the old tokens' logits are unchanged (only new rows
-    were added), this is -log(1 - p(new tokens)) per position. Lesson 12 writes the
+    were added), this is -log(1 - p(new tokens)) per position. The lesson writes the
     per-position KL (exercise `kl_old_to_new`).
     """
     prompts = jnp.asarray(prompts)  # (B, T)
@@ -195,7 +195,7 @@ def fix_inits(tokenizer: WordTokenizer) -> dict[str, Init]:
       mean of the emoji rows minus the mean of the word rows: what turns a thing into
       its emoji. Added to half of `sea` plus half of `horse`;
     - "HORSE + FISH emoji": the two emojis the model already reaches for.
-    Lesson 12 compares them.
+    The lesson compares them.
     """
     emojis = emoji_tokens()
     words = [w for w in tokenizer.words if w not in emojis]
@@ -216,7 +216,7 @@ def trained_model(steps: int, seed: int = 0) -> tuple[Params, Config, WordTokeni
     """The toy language model trained for `steps` steps -> (params, config, tokenizer).
 
     Trained once with `minitf.train.train`, then loaded from `minitf.course.cache_dir()`
-    (like `course.trained_model`), so re-running lesson 12 does not train again.
+    (like `course.trained_model`), so re-running the lesson does not train again.
     """
     from minitf.course import cached_params  # lessons only
     from minitf.train import train
