@@ -55,19 +55,16 @@ def read_config(folder: Path) -> Config:
             f"config.json says model_type={model_type!r}; minitf loads only 'gpt2' "
             "(GPT-2 architecture) folders"
         )
-    activation = raw.get("activation_function", ACTIVATION)
-    if activation != ACTIVATION:
-        raise ValueError(
-            f"activation_function is {activation!r}; minitf implements only GPT-2's "
-            f"{ACTIVATION!r} (tanh-approximated GELU), so these weights would compute "
-            "something else"
-        )
-    eps = raw.get("layer_norm_epsilon", LN_EPS)
-    if eps != LN_EPS:
-        raise ValueError(
-            f"layer_norm_epsilon is {eps}; minitf's LayerNorm uses {LN_EPS} (GPT-2's). "
-            "Convert only models trained with that epsilon"
-        )
+    # settings minitf's model has one fixed value for: a file with another can't be loaded
+    for key, expected, reason in (
+        ("activation_function", ACTIVATION, "minitf implements only GPT-2's tanh-approximated "
+         "GELU, so these weights would compute something else"),
+        ("layer_norm_epsilon", LN_EPS, "minitf's LayerNorm uses GPT-2's; convert only models "
+         "trained with that epsilon"),
+    ):  # fmt: skip
+        value = raw.get(key, expected)
+        if value != expected:
+            raise ValueError(f"config.json's {key} is {value!r}, not {expected!r}: {reason}")
     if raw.get("scale_attn_by_inverse_layer_idx") or not raw.get("scale_attn_weights", True):
         raise ValueError(
             "this GPT-2 variant scales attention differently (scale_attn_weights / "

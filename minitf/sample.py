@@ -143,22 +143,36 @@ def forward_with_cache(
     return jax.vmap(one, in_axes=(0, 0, None))(tokens, cache, pos)  # (B, T, V), (B, S, H, K)
 
 
-# --- the two generation loops, each one jit-compiled call ---------------------------------
+# --- the generation loop, one jit-compiled call ----------------------------------------------
 
-_STATIC = ("config", "max_new_tokens", "temperature", "top_k", "top_p")
+_STATIC = ("config", "max_new_tokens", "temperature", "top_k", "top_p", "use_cache")
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
-def _generate_cached(
-    params, prompt, key, *, config, max_new_tokens, temperature, top_k, top_p
+def _generate(
+    params, prompt, key, *, config, max_new_tokens, temperature, top_k, top_p, use_cache
 ) -> jax.Array:
-    """[B, P] prompt -> [B, P + G] tokens, with the KV cache."""
+    """[B, P] prompt -> [B, P + G] tokens, with the KV cache or re-running `forward`."""
     B, P = prompt.shape
+    S = P + max_new_tokens
     pick = functools.partial(sample_next, temperature=temperature, top_k=top_k, top_p=top_p)
-    tokens = jnp.zeros((B, P + max_new_tokens), prompt.dtype).at[:, :P].set(prompt)  # (B, S)
+    # room for every token from the start, so each step has the same shapes (one
+    # compilation); thanks to the causal mask the empty slots never change the logits
+    # of the positions before them
+    tokens = jnp.zeros((B, S), prompt.dtype).at[:, :P].set(prompt)  # (B, S)
+
+    if not use_cache:
+
+        def step(i, tokens):
+            logits = forward(params, tokens, config)  # (B, S, V): the whole sequence, again
+            last = jax.lax.dynamic_index_in_dim(logits, P + i - 1, axis=1, keepdims=False)
+            token = pick(last, jax.random.fold_in(key, i))  # (B,) from last (B, V)
+            return tokens.at[:, P + i].set(token)  # (B, S)
+
+        return jax.lax.fori_loop(0, max_new_tokens, step, tokens)  # (B, S)
 
     # prefill: the whole prompt in one pass fills cache slots 0..P-1
-    cache = init_cache(config, B, P + max_new_tokens, params["embed"].dtype)  # (B, S, H, K)
+    cache = init_cache(config, B, S, params["embed"].dtype)  # (B, S, H, K) per layer
     logits, cache = forward_with_cache(params, config, prompt, cache, 0)  # (B, P, V)
 
     def decode(i, state):
@@ -173,26 +187,6 @@ def _generate_cached(
     # (the last step's forward pass is wasted, which keeps the loop simple: 1 step in G)
     state = (tokens, cache, logits[:, -1])
     return jax.lax.fori_loop(0, max_new_tokens, decode, state)[0]  # (B, S)
-
-
-@functools.partial(jax.jit, static_argnames=_STATIC)
-def _generate_uncached(
-    params, prompt, key, *, config, max_new_tokens, temperature, top_k, top_p
-) -> jax.Array:
-    """[B, P] prompt -> [B, P + G] tokens, re-running `forward` on everything each step."""
-    B, P = prompt.shape
-    pick = functools.partial(sample_next, temperature=temperature, top_k=top_k, top_p=top_p)
-    # pad to the final length so every step has the same shape (one compilation); thanks
-    # to the causal mask the padding never changes the logits of the positions before it
-    tokens = jnp.zeros((B, P + max_new_tokens), prompt.dtype).at[:, :P].set(prompt)  # (B, S)
-
-    def step(i, tokens):
-        logits = forward(params, tokens, config)  # (B, S, V): the whole sequence, again
-        last = jax.lax.dynamic_index_in_dim(logits, P + i - 1, axis=1, keepdims=False)  # (B, V)
-        token = pick(last, jax.random.fold_in(key, i))  # (B,)
-        return tokens.at[:, P + i].set(token)  # (B, S)
-
-    return jax.lax.fori_loop(0, max_new_tokens, step, tokens)  # (B, S)
 
 
 # --- the public entry point ----------------------------------------------------------------
@@ -237,9 +231,8 @@ def generate(
         raise ValueError(f"key must be a jax.random.key(seed); got {key!r}")
     out = prompt
     if max_new_tokens > 0:
-        run = _generate_cached if use_cache else _generate_uncached
         out = np.asarray(
-            run(
+            _generate(
                 params,
                 jnp.asarray(prompt),
                 key,
@@ -248,6 +241,7 @@ def generate(
                 temperature=float(temperature),
                 top_k=None if top_k is None else int(top_k),
                 top_p=None if top_p is None else float(top_p),
+                use_cache=bool(use_cache),
             )
         )  # (B, S)
     return out[0] if np.ndim(prompt_ids) == 1 else out  # (S,) or (B, S)
