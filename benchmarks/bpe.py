@@ -3,7 +3,11 @@
 Prints a markdown table: training time to vocab 4096, encoding speed on the whole text,
 and bytes per token at several vocabulary sizes, all measured in this one run on the
 same text. Both trainers use GPT-2's split pattern and count the 256 bytes in the
-vocabulary, so they learn the same number of merges. Run: `python benchmarks/bpe.py`.
+vocabulary, so they learn the same number of merges. Then a second table: `minitf bpe
+train` on 10 MB and 50 MB files (benchmarks/big_text.py: the standard library's sources
+and tinyshakespeare), its time and peak memory (RSS of the whole process, and its
+growth over the same command on a 1 KB file, which is the interpreter, numpy and JAX).
+Run: `python benchmarks/bpe.py [--memory-mb 10 50] [--no-memory]`.
 """
 
 from __future__ import annotations
@@ -68,7 +72,45 @@ def hf_train(text: str, vocab_size: int) -> HFTokenizer:
     return tok
 
 
+def memory_table(sizes_mb: list[int]) -> None:
+    """Time and peak RSS of `minitf bpe train` (vocab 1024) on files of the given sizes."""
+    import sys
+
+    from big_text import make_big_text, peak_rss  # beside this script
+
+    print("\n| file | time (s) | peak RSS (MB) | growth over 1 KB file (MB) | growth / size |")
+    print("|---|---:|---:|---:|---:|")
+    with TemporaryDirectory() as folder:
+        folder = Path(folder)
+        tiny = folder / "tiny.txt"
+        tiny.write_text("a small text to train on, " * 40, encoding="utf-8")
+
+        def run(path: Path) -> tuple[float, float]:
+            argv = [sys.executable, "-m", "minitf.cli", "bpe", "train", str(path), "--vocab-size",
+                    "1024", "--out", str(folder / "tok")]  # fmt: skip
+            seconds, peak, code = peak_rss(argv)
+            if code:
+                raise SystemExit(f"minitf bpe train failed on {path}")
+            return seconds, peak
+
+        _, base = run(tiny)
+        for mb in sizes_mb:
+            path = make_big_text(folder / f"big-{mb}.txt", mb * 10**6)
+            size = path.stat().st_size / 1e6
+            seconds, peak = run(path)
+            print(f"| {size:.0f} MB | {seconds:.0f} | {peak:,.0f} | {peak - base:,.0f} | "
+                  f"{(peak - base) / size:.1f}x |", flush=True)
+    print(f"(the 1 KB file: peak RSS {base:.0f} MB; load average {os.getloadavg()[0]:.1f})")
+
+
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--memory-mb", type=int, nargs="+", default=[10, 50],
+                        help="file sizes for the memory table, in MB (10 50)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory table")
+    args = parser.parse_args()
     load_before = os.getloadavg()[0]  # other work on the machine slows every column
     text, source = load_text()
     n_bytes = len(text.encode("utf-8"))
@@ -123,6 +165,8 @@ def main() -> None:
     for name, a, b, c, ratio in rows:
         third = "" if c is None else f"{c:.2f}"
         print(f"| {name} | {a:.2f} | {b:.2f} | {third} | {ratio:.2f}x |")
+    if not args.no_memory:
+        memory_table(args.memory_mb)
 
 
 if __name__ == "__main__":

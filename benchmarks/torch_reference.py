@@ -1,11 +1,14 @@
-"""A nanoGPT-style PyTorch model of minitf's architecture, used only by benchmarks/train.py.
+"""A nanoGPT-style PyTorch model of minitf's architecture, for benchmarks/train.py and
+benchmarks/text.py.
 
 The same GPT-2 block as `minitf.model`: learned token and position embeddings, pre-LayerNorm
 blocks of causal multi-head self-attention and a tanh-GELU MLP, a final LayerNorm and an
-untied lm_head without bias. Written the way nanoGPT writes it (eager PyTorch, float32,
-`scaled_dot_product_attention`), trained with AdamW and gradient clipping, so the
-benchmark compares minitf with what a PyTorch user would write. Left out: dropout,
-weight tying, `torch.compile`. PyTorch is never a dependency of minitf itself.
+lm_head without bias (untied, or tied to the embedding as nanoGPT does). Written the way
+nanoGPT writes it (eager PyTorch, float32, `scaled_dot_product_attention`), trained with
+AdamW and gradient clipping, so the benchmarks compare minitf with what a PyTorch user
+would write. `text_worker` trains nanoGPT's character-level recipe (warmup, cosine decay,
+weight decay on matrices only) on batches it is handed. Left out: dropout,
+`torch.compile`. PyTorch is never a dependency of minitf itself.
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ class Block(nn.Module):
 
 class GPT(nn.Module):
     def __init__(
-        self, vocab_size: int, max_len: int, n_layer: int, n_head: int, d_model: int, d_mlp: int
-    ):
+        self, vocab_size: int, max_len: int, n_layer: int, n_head: int, d_model: int, d_mlp: int,
+        tie_embeddings: bool = False,
+    ):  # fmt: skip
         super().__init__()
         self.wte = nn.Embedding(vocab_size, d_model)
         self.wpe = nn.Embedding(max_len, d_model)
@@ -66,6 +70,8 @@ class GPT(nn.Module):
                 nn.init.normal_(p, std=std)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
+        if tie_embeddings:  # nanoGPT: the lm_head reads with the embedding matrix itself
+            self.lm_head.weight = self.wte.weight
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         T = tokens.shape[1]
@@ -115,5 +121,67 @@ def worker() -> None:
         print(time.perf_counter() - t0, flush=True)
 
 
+def warmup_cosine(step: int, lr: float, warmup: int, steps: int, lr_end: float) -> float:
+    """The learning rate at a step, as optax.warmup_cosine_decay_schedule (minitf) gives it:
+    linear from 0 to lr over `warmup` steps, then a cosine down to lr_end at `steps`."""
+    if step < warmup:
+        return lr * step / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return lr_end + (lr - lr_end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def text_worker(job_path: str) -> None:
+    """Train on text as benchmarks/text.py asks: a JSON job file names an .npz with the
+    training batches (steps, B, T+1) and the validation windows (n, T+1); prints one
+    line of JSON with the seconds of training (model built to last step) and the
+    validation loss on those windows."""
+    import json
+    import time
+
+    import numpy as np
+
+    torch.set_num_threads(2)
+    with open(job_path, encoding="utf-8") as f:
+        c = json.load(f)
+    torch.manual_seed(c["seed"])
+    data = np.load(c["data"])
+    batches = torch.from_numpy(data["batches"].astype(np.int64))  # (steps, B, T+1)
+    start = time.perf_counter()
+    model = GPT(c["vocab"], c["seq"], c["n_layer"], c["n_head"], c["d_model"], c["d_mlp"],
+                tie_embeddings=c["tie"])  # fmt: skip
+    # weight decay on matrices only, as nanoGPT (and minitf) do
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": c["weight_decay"]},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]  # fmt: skip
+    optimizer = torch.optim.AdamW(groups, lr=c["lr"], betas=(0.9, c["beta2"]))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(
+        step, 1.0, c["warmup"], c["steps"], c["lr_end"] / c["lr"]))  # fmt: skip
+    losses = []
+    for batch in batches:
+        logits = model(batch[:, :-1])  # (B, T, V): position t predicts t + 1
+        loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), c["clip"])
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+    seconds = time.perf_counter() - start
+    windows = torch.from_numpy(data["val_windows"].astype(np.int64))  # (n, T+1)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for chunk in windows.split(64):
+            logits = model(chunk[:, :-1])  # (b, T, V)
+            total += F.cross_entropy(logits.flatten(0, 1), chunk[:, 1:].flatten(),
+                                     reduction="sum").item()  # fmt: skip
+            count += chunk[:, 1:].numel()
+    print(json.dumps({"seconds": seconds, "val_loss": total / count, "losses": losses[-20:]}))
+
+
 if __name__ == "__main__":
-    worker()
+    import sys
+
+    if len(sys.argv) > 2 and sys.argv[1] == "text":
+        text_worker(sys.argv[2])
+    else:
+        worker()

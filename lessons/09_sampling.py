@@ -21,8 +21,9 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minitf import course, model, sample
+from minitf import course, model, sample, text
 from minitf.course.check import check_here
+from minitf.text import validation_windows
 
 course.setup_matplotlib()
 QUICK = course.quick_mode()
@@ -346,6 +347,73 @@ print(f"{n_new} new tokens: cached {speed_cached:,.0f} tokens/s, uncached "
 # step `i` does one position's work. The longer the sequence, the larger the gain.
 
 # %% [markdown]
+# ## The same on real text
+#
+# An addition problem has one right answer, so every rule above can only cost accuracy.
+# Text is the other extreme: after `The for` many continuations are fine, and how many
+# depends on the position. The course's language model (lesson 8: 6 blocks, BPE with
+# 1024 tokens, trained on Python's own docs) on 2048 positions of validation text: how
+# spread out is its next-token distribution, and how many tokens does top-p with
+# `p = 0.9` keep at each position?
+
+# %%
+lm = course.trained_text_model()
+text_windows = validation_windows(lm.task.val_ids, lm.task.context, 32, seed=0)  # (32, T+1)
+text_logits = jax.jit(model.forward, static_argnames="config")(
+    lm.params, jnp.asarray(text_windows[:, :-1]), lm.config).reshape(-1, lm.config.vocab_size)
+text_entropy = np.asarray(entropy_bits(jax.nn.softmax(text_logits, axis=-1)))  # (2048,)
+addition_entropy = np.asarray(entropy_bits(probs)).ravel()  # (N * A,)
+nucleus_text = np.isfinite(np.asarray(sample.filter_top_p(text_logits, 0.9))).sum(-1)  # (2048,)
+nucleus_addition = np.isfinite(np.asarray(sample.filter_top_p(answer_logits, 0.9))).sum(-1)
+print(f"{'':22}{'entropy (bits): median':>23}{'90%':>6}{'   top-p 0.9 keeps: median':>27}"
+      f"{'10%':>5}{'90%':>6}{'one token':>11}")
+for name, ent, kept in (("addition answer digits", addition_entropy, nucleus_addition.ravel()),
+                        ("validation text", text_entropy, nucleus_text)):
+    print(f"{name:22}{np.median(ent):>23.2f}{np.percentile(ent, 90):>6.2f}"
+          f"{np.median(kept):>27.0f}{np.percentile(kept, 10):>5.0f}{np.percentile(kept, 90):>6.0f}"
+          f"{(kept == 1).mean():>11.0%}")
+
+fig, ax = plt.subplots(figsize=course.FIGSIZE)
+bins = np.unique(np.geomspace(1, lm.config.vocab_size, 30).astype(int))
+ax.hist(nucleus_text, bins=bins, alpha=0.7, label="language model, validation text")
+ax.hist(nucleus_addition.ravel(), bins=bins, alpha=0.7, label="addition model, answer digits")
+ax.set_xscale("log")
+ax.set_xlabel("tokens kept by top-p, p = 0.9 (log scale)")
+ax.set_ylabel("positions")
+ax.legend(fontsize=8)
+ax.set_title("Top-p adapts: one token where the model is sure, hundreds where it isn't", fontsize=9)
+course.save_figure(fig, "09_text_nucleus.png")
+plt.close(fig)
+
+# %% [markdown]
+# This small model is rarely sure of the next piece of text: at the median position
+# top-p 0.9 keeps over a hundred tokens, and there is no position where one token
+# holds 90%. (A big model's distributions are much sharper.) Now sample text from the
+# prompt `The for statement` at a hot temperature, `T = 1.5`, with and without cutting
+# the tail, 32 samples each, and count the share of the words written that are words of
+# the training text (lesson 8's *word share*):
+
+# %%
+train_words = lm.task.training_words()
+text_prompt = np.tile(lm.task.tokenizer.encode(course.TEXT_PROMPT), (32, 1))  # (32, P)
+n_text = lm.config.max_len - text_prompt.shape[1]
+TEXT_RULES = {"plain, T = 1.5": {}, "top-k 20, T = 1.5": {"top_k": 20},
+              "top-p 0.5, T = 1.5": {"top_p": 0.5}, "top-p 0.9, T = 1.5": {"top_p": 0.9}}
+text_share = {}
+for name, rule in TEXT_RULES.items():
+    rows = sample.generate(lm.params, lm.config, text_prompt, n_text, temperature=1.5,
+                           key=jax.random.key(2), **rule)  # (32, P + G)
+    texts = [lm.task.tokenizer.decode(r[text_prompt.shape[1]:]) for r in rows]
+    text_share[name] = text.word_share(texts, train_words)
+    print(f"{name:20} word share {text_share[name]:.0%}: {texts[0][:80]!r}")
+
+# %% [markdown]
+# Cutting the tail keeps more of the words real: top-k 20 most, top-p 0.5 some. Top-p
+# 0.9 hardly changes anything here, because for this model the 90% nucleus is most of
+# the vocabulary anyway. Which rule is best depends on how sharp the model is, which is
+# why generation settings are tuned per model.
+
+# %% [markdown]
 # ## What you should see
 #
 # | quantity | value |
@@ -358,6 +426,10 @@ print(f"{n_new} new tokens: cached {speed_cached:,.0f} tokens/s, uncached "
 # | top-k = 1 | the argmax, at any temperature |
 # | cached vs uncached logits and tokens | equal (max diff < 1e-4), identical tokens |
 # | KV-cache speedup | above 1 (quick), above 2 (full); 10x or more here |
+# | text: median entropy of the next token / addition answers | about 6.6 bits (> 3) / < 0.1 bit |
+# | text: tokens top-p 0.9 keeps, median / 90th percentile | about 160 (> 50) / about 250 |
+# | addition answers: tokens top-p 0.9 keeps, median | 1 |
+# | text, T = 1.5: word share plain / top-k 20 / top-p 0.5 | 62% / 75% (+7 or more) / 70% (more) |
 #
 # Checked below.
 
@@ -372,6 +444,12 @@ assert bool((sampled == sampled_again).all()) and bool((sampled != sampled_other
 assert abs(top1_hot - argmax_right) < 1e-6
 assert cache_diff < 1e-4 and same_tokens
 assert speedup > (1.0 if QUICK else 2.0)
+assert np.median(text_entropy) > 3 and np.median(addition_entropy) < 0.1
+assert np.median(nucleus_text) > 50, np.median(nucleus_text)
+assert np.median(nucleus_addition) == 1
+plain_share = text_share["plain, T = 1.5"]
+assert text_share["top-k 20, T = 1.5"] > plain_share + 0.07, text_share
+assert text_share["top-p 0.5, T = 1.5"] > plain_share, text_share
 print("all numbers as expected")
 
 # %% [markdown]
@@ -383,4 +461,6 @@ print("all numbers as expected")
 #   `generate` (the whole loop in one `jax.jit` call, cached or not).
 # - `minitf/tasks.py`: `Task.predict`, which answers with `generate` at temperature 0.
 # - `minitf sample CKPT --temperature T --top-k K --top-p P`: the same from the command
-#   line.
+#   line; on a text model it writes as many tokens as asked, sliding the window
+#   (`sample.generate_long`).
+# - `minitf/text.py`: `word_share`, `TextTask.training_words`, `validation_windows`.

@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Literal
 
 import regex
+from tqdm import tqdm
 
+from minitf import long_text
 from minitf.bpe_files import (
     BYTE_TO_CHAR,
     bytes_to_unicode,
@@ -110,16 +112,36 @@ def special_splitter(specials: Iterable[str]) -> Callable[[str], list[str]]:
     return regex.compile("(" + "|".join(map(regex.escape, longest_first)) + ")").split
 
 
-def count_chunks(text: str, pattern: str | None, special_tokens: Sequence[str]) -> Counter[bytes]:
+def count_chunks(
+    text: str | Iterable[str],
+    pattern: str | None,
+    special_tokens: Sequence[str],
+    *,
+    progress: bool = False,
+) -> Counter[bytes]:
     """How often each pre-split chunk occurs, as UTF-8 bytes: the input of both trainers.
 
-    Special tokens are cut out first, so nothing merges across them.
+    `text` is a string, or the pieces of a long text cut at safe cuts (as
+    `minitf.long_text.file_pieces` reads a file); a long string is split piece by piece
+    too, which keeps memory bounded and gives the same chunks. Special tokens are cut out
+    first, so nothing merges across them. `progress=True` shows a bar over the characters.
     """
     split = make_splitter(pattern)
-    pieces = special_splitter(special_tokens)(text)[::2] if special_tokens else [text]
+    if any("\n" in s for s in special_tokens):  # a safe cut could fall inside one of them
+        text = text if isinstance(text, str) else "".join(text)
+        source: Iterable[str] = [text]
+    else:
+        source = long_text.pieces(text, pattern) if isinstance(text, str) else text
+    cut_specials = special_splitter(special_tokens) if special_tokens else None
     counts: Counter[str] = Counter()
-    for piece in pieces:
-        counts.update(split_checked(split, piece))
+    total = len(text) if isinstance(text, str) else None
+    # an iterable of pieces shows no bar of its own: its reader knows the size (in bytes)
+    with tqdm(total=total, desc="bpe count chunks", unit="char", unit_scale=True,
+              disable=not progress or total is None) as bar:  # fmt: skip
+        for piece in source:
+            for part in cut_specials(piece)[::2] if cut_specials else [piece]:
+                counts.update(split_checked(split, part))
+            bar.update(len(piece))
     return Counter({utf8(chunk): n for chunk, n in counts.items()})
 
 
@@ -240,6 +262,7 @@ class Tokenizer:
         # pair of ids -> rank; encode merges the lowest-ranked pair first
         self._ranks = {pair: rank for rank, pair in enumerate(self._merges)}
         self._cache: dict[str, list[int]] = {}  # chunk -> ids, filled by encode
+        self._cuttable = long_text.can_cut(pattern)  # long texts may be encoded in pieces
 
     def _build_vocab(self) -> list[bytes]:
         """Id -> bytes, checking that bytes, merges and specials fill ids 0..N-1 exactly."""
@@ -271,7 +294,7 @@ class Tokenizer:
     @classmethod
     def train(
         cls,
-        text: str,
+        text: str | Iterable[str],
         vocab_size: int,
         *,
         pattern: str | None = "gpt4",
@@ -282,10 +305,12 @@ class Tokenizer:
 
         Ties go to the greatest (bytes_a, bytes_b), exactly as in `train_simple`. If the
         text runs out of pairs first, it warns and returns the smaller vocabulary.
-        `progress=True` shows a tqdm bar over the merges.
+        `text` may be the pieces of a long text (`minitf.long_text.file_pieces`), so a
+        file far bigger than memory trains too. `progress=True` shows tqdm bars over the
+        chunk counting and the merges.
         """
         n_merges = check_vocab_size(vocab_size, special_tokens)
-        chunks = count_chunks(text, pattern, special_tokens)
+        chunks = count_chunks(text, pattern, special_tokens, progress=progress)
         merges = train_merges(chunks, n_merges, progress=progress)
         warn_if_short(merges, n_merges, vocab_size)
         return cls(merges, pattern=pattern, special_tokens=special_tokens)
@@ -410,18 +435,23 @@ class Tokenizer:
         return ids
 
     def _encode_ordinary(self, text: str) -> list[int]:
-        """Encode text with no special tokens: pre-split, then BPE each chunk (cached)."""
+        """Encode text with no special tokens: pre-split, then BPE each chunk (cached).
+
+        A long text is pre-split a piece at a time (`minitf.long_text.pieces`), so the
+        list of chunks never holds more than a piece's worth."""
         cache = self._cache
         ids: list[int] = []
-        for chunk in split_checked(self._split, text):
-            chunk_ids = cache.get(chunk)
-            if chunk_ids is None:
-                chunk_ids = self._encode_chunk(chunk)
-                if len(cache) >= CACHE_SIZE:
-                    cache.clear()
-                if len(chunk) <= CACHED_CHUNK:
-                    cache[chunk] = chunk_ids
-            ids += chunk_ids
+        long = self._cuttable and len(text) > long_text.PIECE_CHARS
+        for piece in long_text.pieces(text, self.pattern) if long else [text]:
+            for chunk in split_checked(self._split, piece):
+                chunk_ids = cache.get(chunk)
+                if chunk_ids is None:
+                    chunk_ids = self._encode_chunk(chunk)
+                    if len(cache) >= CACHE_SIZE:
+                        cache.clear()
+                    if len(chunk) <= CACHED_CHUNK:
+                        cache[chunk] = chunk_ids
+                ids += chunk_ids
         return ids
 
     def _encode_chunk(self, chunk: str) -> list[int]:

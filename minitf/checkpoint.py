@@ -4,6 +4,7 @@
       params.npz      one array per parameter, named like `blocks.0.attn.w_qkv`
       opt_state.npz   the optimizer's state (Adam moments, step count), named the same way
       config.json     model config, step, seed, task and tokenizer: everything to rebuild
+      data.npz        (optional) arrays the task needs, e.g. a text model's validation tokens
 
 No pickles: a checkpoint is plain arrays and JSON that any program can read. Writing is
 atomic: everything goes into a temporary folder beside the target, which is then
@@ -43,6 +44,7 @@ class Checkpoint:
     opt_state: dict[str, np.ndarray] | None  # flat {path: array}; see `unflatten`
     task: dict | None  # {"name": ..., **spec}: minitf.tasks.make_task(**task) rebuilds it
     meta: dict  # everything else in config.json (seed, training settings)
+    data: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # data.npz, if any
 
 
 # --- pytrees <-> flat {name: array} ------------------------------------------------------
@@ -118,11 +120,13 @@ def save_checkpoint(
     *,
     task: dict | None = None,
     meta: dict | None = None,
+    data: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically (temp folder + rename); returns its path.
 
-    `task` is the task's {"name": ..., **spec}; `meta` any JSON-ready extras (seed, lr).
-    An existing checkpoint at `folder` is replaced only once the new one is complete.
+    `task` is the task's {"name": ..., **spec}; `meta` any JSON-ready extras (seed, lr);
+    `data` arrays the task needs later (saved as data.npz). An existing checkpoint at
+    `folder` is replaced only once the new one is complete.
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +138,8 @@ def save_checkpoint(
         np.savez(tmp / "params.npz", **flatten(jax.device_get(params)))
         if opt_state is not None:
             np.savez(tmp / "opt_state.npz", **flatten(jax.device_get(opt_state)))
+        if data:
+            np.savez(tmp / "data.npz", **{name: np.asarray(x) for name, x in data.items()})
         description = {
             "format": FORMAT,
             "config": config.to_dict(),
@@ -196,7 +202,7 @@ def load_checkpoint(folder: str | os.PathLike) -> Checkpoint:
     # the shapes the config implies, without computing any random numbers
     template = jax.eval_shape(lambda key: init_params(config, key), jax.random.key(0))
     params = unflatten(template, _read_npz(folder / "params.npz"), "params")
-    opt_path = folder / "opt_state.npz"
+    opt_path, data_path = folder / "opt_state.npz", folder / "data.npz"
     opt_state = _read_npz(opt_path) if opt_path.exists() else None
     return Checkpoint(
         params=params,
@@ -206,6 +212,7 @@ def load_checkpoint(folder: str | os.PathLike) -> Checkpoint:
         opt_state=opt_state,
         task=description.get("task"),
         meta=description.get("meta", {}),
+        data=_read_npz(data_path) if data_path.exists() else {},
     )
 
 

@@ -1,8 +1,9 @@
 """The `minitf` command: a table of subcommands, each a short function over the library.
 
     demo     train the 3-digit addition model, show its answers and a logit lens
-    train    train a model on a task (`--resume` continues a run)
-    eval     measure a checkpoint on fresh test problems
+             (`demo text`: a language model on Python's docs, minitf/text_commands.py)
+    train    train a model on a task or on text (`--resume` continues a run)
+    eval     measure a checkpoint on fresh test problems (text: validation loss)
     sample   continue a prompt with a checkpoint
     lens     the logit lens of a checkpoint on one text
     bpe      train a byte-level BPE tokenizer on a file, or show how one splits a text
@@ -26,6 +27,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from minitf import text_commands
 from minitf.bpe import Tokenizer
 from minitf.checkpoint import load_checkpoint, write_json
 from minitf.course.commands import add_course_commands
@@ -39,6 +41,7 @@ DEMO_TASK = {"name": "addition", "digits": 3, "reverse_answer": False}  # as peo
 MODEL_FLAGS = ("n_layer", "n_head", "d_model", "d_mlp")  # Config fields with a flag each
 RUN_FLAGS = ("steps", "batch_size", "lr", "seed", "eval_every", "eval_n", "checkpoint_every")
 TASK_FLAGS = ("digits", "reverse_answer", "p", "length", "max_word_len")  # task keywords
+TOY_EVAL_N = 2000  # held-out problems in the report at the end of a toy run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,15 +78,18 @@ def _flags_named(err: Exception) -> str:
 # --- demo and train -------------------------------------------------------------------------
 
 
-def _add_run_flags(p: argparse.ArgumentParser, out: str | None) -> None:
+def _add_run_flags(p: argparse.ArgumentParser, out: str | None, out_help: str = "") -> None:
     """The flags of a training run; unset ones take the task's defaults (tasks.TRAIN_DEFAULTS)."""
     p.add_argument("--steps", type=int, help="optimizer steps (default: per task)")
     p.add_argument("--batch-size", type=int, help="problems per step (default: per task)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: per task)")
     p.add_argument("--seed", type=int, default=0, help="seed for init and batches (0)")
-    p.add_argument("--out", type=Path, default=out, help=f"output folder ({out})")
-    p.add_argument("--eval-n", type=int, default=2000, help="test problems per evaluation (2000)")
-    p.add_argument("--eval-every", type=int, default=0, help="measure exact match every N steps")
+    p.add_argument("--out", type=Path, default=out, help=f"output folder ({out_help or out})")
+    p.add_argument("--eval-n", type=int,
+                   help="test problems (2000) or validation windows (text: 200) per evaluation")
+    p.add_argument("--eval-every", type=int,
+                   help="measure exact match (text: validation loss) every N steps "
+                   "(default: never; text: 200)")
     p.add_argument("--checkpoint-every", type=int, default=0, help="save every N steps")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     for name in MODEL_FLAGS:
@@ -95,31 +101,40 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
         "demo", help="train a 3-digit addition model from scratch (about a minute on a CPU)",
         description="Train the default 3-digit addition model, print its exact-match "
         "accuracy on 2000 fresh problems and a few answers, and write the checkpoint, "
-        "metrics.json and figures to --out.",
+        "metrics.json and figures to --out. `minitf demo text` trains the default "
+        "language model on Python's own documentation instead (about 4 minutes) and "
+        "shows its samples, embeddings and logit lens (--out minitf-demo-text).",
     )  # fmt: skip
-    _add_run_flags(demo, "minitf-demo")
+    demo.add_argument("what", nargs="?", choices=["addition", "text"], default="addition",
+                      help="addition (default) or text")  # fmt: skip
+    _add_run_flags(demo, None, "minitf-demo, or minitf-demo-text for text")
     demo.set_defaults(func=run_demo)
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a model on a toy task",
+        "train", help="train a model on a toy task or on text",
         description="Train a fresh model on TASK (or continue one with --resume) and "
-        "report its exact-match accuracy on held-out problems.",
+        "report its exact-match accuracy on held-out problems; `train text` trains a "
+        "language model on a UTF-8 file (--corpus) and reports its validation loss.",
     )  # fmt: skip
-    p.add_argument("task", choices=sorted(TASKS), help="the task to learn")
+    p.add_argument("task", choices=[*sorted(TASKS), "text"], help="the task to learn")
     p.add_argument("--digits", type=int, help="addition: digits per number (3)")
     p.add_argument("--reverse-answer", action="store_true",
                    help="addition: write the answer least-significant digit first")  # fmt: skip
     p.add_argument("--p", type=int, help="modular_addition: the modulus (97)")
     p.add_argument("--length", type=int, help="copy/reverse/sort: digits per problem (8)")
     p.add_argument("--max-word-len", type=int, help="count_letters: longest word (10)")
+    text_commands.add_text_flags(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_run_flags(p, None)
     p.set_defaults(func=run_train)
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    if args.what == "text":
+        return text_commands.run_demo_text(args, MODEL_FLAGS, RUN_FLAGS)
+    args.out = Path("minitf-demo") if args.out is None else args.out
     start = time.perf_counter()
     print("minitf demo: 3-digit addition, answers written plain (most-significant digit first)")
     got = _train_and_report(args, dict(DEMO_TASK))
@@ -144,6 +159,13 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out DIR, the folder of the run to continue")
+    if args.task == "text":
+        for name in TASK_FLAGS:
+            if getattr(args, name) not in (None, False):
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} is a toy task's setting; leave it out for text")
+        return text_commands.run_train_text(args, MODEL_FLAGS, RUN_FLAGS)
+    text_commands.refuse_text_flags(args)
     _train_and_report(args, _task_spec(args), resume=args.resume)
     return 0
 
@@ -169,7 +191,8 @@ def _train_and_report(args: argparse.Namespace, task_spec: dict, *, resume: bool
     model, defaults = train_defaults(task)
     model.update({k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None})
     config = config_for(task, **model)
-    given = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
+    given = {"eval_n": TOY_EVAL_N, "eval_every": 0}
+    given.update({k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None})
     settings = dataclasses.replace(defaults, **given)
     print(f"task {task.name} {task.spec}: e.g. {task.examples(np.random.default_rng(1), 1)[0]}")
     print(f"model {model}, {settings.steps} steps of {settings.batch_size} problems, "
@@ -221,10 +244,13 @@ def _demo_figures(out: Path, params, config, task, tokens, lens) -> None:
 
 
 def add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="exact-match accuracy of a checkpoint on fresh test problems")
+    p = sub.add_parser("eval", help="exact-match accuracy of a checkpoint on fresh test "
+                       "problems; for a text model, validation loss and bits per byte")
     p.add_argument("checkpoint", type=Path, help="a run folder or its checkpoint/ folder")
-    p.add_argument("--n", type=int, default=2000, help="test problems (2000)")
-    p.add_argument("--seed", type=int, help="which test problems (default: tasks.EVAL_SEED)")
+    p.add_argument("--n", type=int, default=2000,
+                   help="test problems, or validation windows of a text model (2000)")
+    p.add_argument("--seed", type=int,
+                   help="which problems or windows (default: tasks.EVAL_SEED)")
     p.add_argument("--json", action="store_true", help="print one line of JSON")
     p.set_defaults(func=run_eval)
 
@@ -232,10 +258,12 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
 def add_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="continue a prompt with a trained model")
     p.add_argument("checkpoint", type=Path, help="a run folder or its checkpoint/ folder")
-    p.add_argument("--prompt", required=True, help="text to continue, e.g. '123+045='")
+    p.add_argument("--prompt", required=True,
+                   help="text to continue, e.g. '123+045=' or 'The for statement'")
     p.add_argument("--max-new-tokens", type=int,
-                   help="tokens to add (default: the task's answer length)")  # fmt: skip
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (0)")
+                   help="tokens to add (default: the task's answer length; text: 200)")
+    p.add_argument("--temperature", type=float,
+                   help="0 = greedy (default: 0; text: 0.8)")
     p.add_argument("--top-k", type=int, help="sample among the k likeliest tokens")
     p.add_argument("--top-p", type=float, help="sample from the top-p probability mass")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
@@ -270,6 +298,8 @@ def run_eval(args: argparse.Namespace) -> int:
     ckpt = _load(args.checkpoint)
     if not ckpt.task:
         raise ValueError(f"{args.checkpoint} records no task, so there is nothing to evaluate")
+    if ckpt.task.get("name") == "text":
+        return text_commands.run_eval_text(ckpt, args)
     task = make_task(**ckpt.task)
     seed = EVAL_SEED if args.seed is None else args.seed
     accuracy = task.evaluate(ckpt.params, ckpt.config, n=args.n, seed=seed)
@@ -284,12 +314,15 @@ def run_sample(args: argparse.Namespace) -> int:
     ckpt = _load(args.checkpoint)
     if ckpt.tokenizer is None:
         raise ValueError(f"{args.checkpoint} has no tokenizer, so a text prompt can't be read")
+    if ckpt.task and ckpt.task.get("name") == "text":
+        return text_commands.run_sample_text(ckpt, args)
     prompt_ids = ckpt.tokenizer.encode(args.prompt)
     n_new = args.max_new_tokens
     if n_new is None:
         n_new = make_task(**ckpt.task).answer_len if ckpt.task else 20
     n_new = min(n_new, ckpt.config.max_len - len(prompt_ids))
-    ids = generate(ckpt.params, ckpt.config, prompt_ids, n_new, temperature=args.temperature,
+    temperature = 0.0 if args.temperature is None else args.temperature
+    ids = generate(ckpt.params, ckpt.config, prompt_ids, n_new, temperature=temperature,
                    top_k=args.top_k, top_p=args.top_p, key=jax.random.key(args.seed))  # fmt: skip
     print(args.prompt + ckpt.tokenizer.decode(ids[len(prompt_ids) :]))
     return 0
@@ -358,27 +391,41 @@ def add_bpe(sub: argparse._SubParsersAction) -> None:
 
 
 def run_bpe_train(args: argparse.Namespace) -> int:
-    """Train, write the files, show the longest tokens and the compression."""
-    try:
-        text = args.file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"{args.file} is not UTF-8 text; convert it first") from None
+    """Train, write the files, show the longest tokens and the compression.
+
+    The file is read in pieces (`minitf.long_text.file_pieces`), twice: once to count its
+    chunks, once to measure the compression, so memory stays bounded however big it is.
+    """
+    from tqdm.auto import tqdm
+
+    from minitf.bpe import check_vocab_size, make_splitter
+    from minitf.corpora import file_corpus
+    from minitf.long_text import file_pieces
+
+    n_bytes = file_corpus(args.file).n_bytes  # exists, not empty, UTF-8 (or says where not)
     pattern = None if args.pattern == "none" else args.pattern
+    check_vocab_size(args.vocab_size, args.special)  # before any progress bar is drawn
+    make_splitter(pattern)
     start = time.perf_counter()
-    tok = Tokenizer.train(text, args.vocab_size, pattern=pattern, special_tokens=args.special,
-                          progress=True)  # fmt: skip
+    with tqdm(total=n_bytes, desc="read and count chunks", unit="B", unit_scale=True) as bar:
+        pieces = file_pieces(args.file, pattern, on_bytes=bar.update)
+        tok = Tokenizer.train(pieces, args.vocab_size, pattern=pattern,
+                              special_tokens=args.special, progress=True)  # fmt: skip
     seconds = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)
     tok.save(args.out / Tokenizer.FILE)
     tok.save_gpt2(args.out)
-    print(f"trained {tok.vocab_size} tokens on {len(text):,} characters in {seconds:.1f} s")
+    print(f"trained {tok.vocab_size} tokens on {n_bytes:,} bytes in {seconds:.1f} s")
     print(f"wrote {args.out / Tokenizer.FILE}, vocab.json and merges.txt")
     longest = sorted(tok.merge_ids, key=lambda i: (-len(tok.token_bytes(i)), i))[:20]
     print("\nthe 20 longest tokens:")
     print(f"{'id':>6}  {'bytes':>5}  token")
     for i in longest:
         print(f"{i:>6}  {len(tok.token_bytes(i)):>5}  {tok.token_str(i)}")
-    n_bytes, n_tokens = len(text.encode("utf-8")), len(tok.encode(text))
+    n_tokens = 0
+    with tqdm(total=n_bytes, desc="encode (for bytes/token)", unit="B", unit_scale=True) as bar:
+        for piece in file_pieces(args.file, pattern, on_bytes=bar.update):
+            n_tokens += len(tok.encode(piece))
     print(f"\nbytes/token on the training text: {n_bytes / max(n_tokens, 1):.2f} "
           f"({n_bytes:,} bytes -> {n_tokens:,} tokens)")  # fmt: skip
     return 0

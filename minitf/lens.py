@@ -245,3 +245,55 @@ def first_top1_layers(params: Params, config: Config, tokens, positions) -> np.n
     never = config.n_layer + 1
     first = jnp.where(on_top.any(axis=0), jnp.argmax(on_top, axis=0), never)  # (N, A)
     return np.asarray(first)
+
+
+@dataclasses.dataclass(frozen=True)
+class LensDepth:
+    """Where, in depth, the model's final prediction appears, for many positions at once."""
+
+    ranks: np.ndarray  # (L+1, N, T): rank per lens row of the model's final top-1 token
+    kl: np.ndarray  # (L+1, N, T): KL(final || row) in nats
+
+    @property
+    def first_top1(self) -> np.ndarray:
+        """The first row at which the final top-1 token is the lens's top-1. -> (N, T) int
+
+        Always defined: on the last row (the model's output) it is on top by definition.
+        """
+        return np.argmax(self.ranks == 0, axis=0)  # (N, T)
+
+
+def lens_depth(params: Params, config: Config, tokens, *, translate: Translate | None = None,
+               batch_size: int = 32) -> LensDepth:  # fmt: skip
+    """For every position of many sequences: the rank, under each row of the lens, of the
+    token the model finally puts on top, and each row's KL to the final distribution.
+
+    [N, T] int tokens -> LensDepth with (L+1, N, T) arrays. Unlike `first_top1_layers`
+    this follows the model's own prediction, right or wrong: the question is where in
+    depth the answer forms, not whether it is correct. `translate`: as in `logit_lens`
+    (the tuned lens). Runs `batch_size` sequences at a time, so the (L+1, N, T, V)
+    log-probabilities never exist at once. The lesson "The logit lens" uses it on text.
+    """
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2:
+        raise ValueError(f"lens_depth takes a batch of sequences (N, T); got shape {tokens.shape}")
+    ranks, kls = [], []
+    for start in range(0, len(tokens), batch_size):
+        resids = residuals(params, jnp.asarray(tokens[start : start + batch_size]), config)
+        if translate is not None:
+            resids = translate(resids)  # (L+1, b, T, D)
+        r, k = _depth_of(params, resids, config)  # (L+1, b, T) each
+        ranks.append(np.asarray(r))
+        kls.append(np.asarray(k))
+    return LensDepth(np.concatenate(ranks, axis=1), np.concatenate(kls, axis=1))
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def _depth_of(params: Params, resids: jax.Array, config: Config) -> tuple[jax.Array, jax.Array]:
+    log_probs = _readout(params, resids, config)  # (L+1, b, T, V)
+    final = log_probs[-1]  # (b, T, V): the model's own output
+    top = jnp.argmax(final, axis=-1)  # (b, T)
+    top_lp = jnp.take_along_axis(log_probs, top[None, ..., None], axis=-1)  # (L+1, b, T, 1)
+    ranks = (log_probs > top_lp).sum(axis=-1)  # (L+1, b, T): tokens strictly likelier
+    kl = (jnp.exp(final)[None] * (final[None] - log_probs)).sum(axis=-1)  # (L+1, b, T)
+    return ranks, kl

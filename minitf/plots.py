@@ -19,17 +19,26 @@ DPI = 100  # the lessons' figures and the library's share one resolution
 
 
 def plot_loss(history: dict, path: str | os.PathLike, *, title: str | None = None) -> Path:
-    """The training loss per step (log scale) and, if measured, exact-match accuracy.
+    """The training loss per step (log scale) and, if measured, the task's metric.
 
     `history` is `TrainResult.history`: lists under "step", "loss" and optionally
-    "eval_step", "exact_match". Returns the path of the PNG.
+    "eval_step" with "exact_match" (drawn on its own axis, 0 to 1) or "val_loss" (a
+    validation loss, drawn on the loss's axis so the two curves compare). Returns the
+    path of the PNG.
     """
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     ax.plot(history["step"], history["loss"], lw=1, color="tab:blue", label="training loss")
     ax.set_yscale("log")  # the interesting part of a loss curve spans decades
     ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy on answer tokens (nats)", color="tab:blue")
-    if history.get("eval_step"):
+    if "val_loss" in history:  # text: every token is scored
+        ax.set_ylabel("cross-entropy (nats per token)")
+        if history.get("eval_step"):
+            ax.plot(history["eval_step"], history["val_loss"], "o-", color="tab:orange",
+                    label="validation loss")  # fmt: skip
+        ax.legend()
+    else:
+        ax.set_ylabel("cross-entropy on answer tokens (nats)", color="tab:blue")
+    if history.get("eval_step") and "exact_match" in history:
         acc = ax.twinx()
         acc.plot(history["eval_step"], history["exact_match"], "o-", color="tab:orange")
         acc.set_ylim(-0.02, 1.02)
@@ -240,14 +249,23 @@ def plot_embeddings_pca(
     path: str | os.PathLike | None = None,
     *,
     title: str | None = None,
+    groups: list[str] | None = None,
 ):
     """Side-by-side 2-D PCA maps of embedding matrices, each point labelled by its token.
 
     embeddings {panel title: (V, D) matrix}, e.g. {"untrained": E0, "trained": E1}; each
-    panel gets its own PCA (the axes of two models have nothing in common). The lesson
+    panel gets its own PCA (the axes of two models have nothing in common). `groups`,
+    one name per token, colours the points by group (with a legend). The lesson
     "Embeddings" draws them.
     -> Figure
     """
+    if groups is not None and len(groups) != len(token_labels):
+        raise ValueError(f"got {len(groups)} group names for {len(token_labels)} tokens; "
+                         "give one per token")  # fmt: skip
+    names = list(dict.fromkeys(groups)) if groups is not None else []  # in order of appearance
+    palette = plt.get_cmap("tab10")
+    colors = ([palette(names.index(g) % 10) for g in groups] if groups is not None
+              else ["tab:blue"] * len(token_labels))  # fmt: skip
     fig, axes = plt.subplots(
         1, len(embeddings), figsize=(5.0 * len(embeddings), 4.8), dpi=DPI, squeeze=False
     )
@@ -258,9 +276,14 @@ def plot_embeddings_pca(
                 "label per token"
             )
         coords, explained = pca_2d(matrix)  # (V, 2), (2,)
-        ax.scatter(coords[:, 0], coords[:, 1], s=12, color="tab:blue", alpha=0.6)
-        for (x, y), label in zip(coords, token_labels, strict=True):
-            ax.annotate(label, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
+        ax.scatter(coords[:, 0], coords[:, 1], s=12, c=colors, alpha=0.7)
+        for (x, y), label, color in zip(coords, token_labels, colors, strict=True):
+            ax.annotate(label, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points",
+                        color="black" if groups is None else color)  # fmt: skip
+        for k, group in enumerate(names):  # one legend entry per group
+            ax.scatter([], [], s=12, color=palette(k % 10), label=group)
+        if names:
+            ax.legend(fontsize=7, loc="best")
         ax.set_xlabel(f"principal component 1 ({explained[0]:.0%} of the variance)")
         ax.set_ylabel(f"principal component 2 ({explained[1]:.0%})")
         ax.set_title(name, fontsize=9)

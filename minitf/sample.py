@@ -247,6 +247,52 @@ def generate(
     return out[0] if np.ndim(prompt_ids) == 1 else out  # (S,) or (B, S)
 
 
+def generate_long(
+    params: Params,
+    config: Config,
+    prompt_ids,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    key: jax.Array | None = None,
+) -> np.ndarray:
+    """Continue one prompt [P] by any number of tokens, past the model's max_len positions.
+
+    A model knows only `max_len` positions, so for longer text the window slides: once
+    it is full, the last half of it becomes the next prompt and `generate` adds the
+    other half (nanoGPT crops its context the same way, one token at a time). So every
+    token is predicted from between max_len / 2 and max_len tokens before it, and after the
+    first window each call has the same shapes (one compilation). A prompt longer than
+    half the window is cut to its last half-window of tokens for conditioning; the
+    returned array still starts with the whole prompt. -> [P + G] int32
+    """
+    prompt = _check_prompt(prompt_ids, config)[0]  # (P,)
+    if np.ndim(prompt_ids) != 1:
+        raise ValueError("generate_long continues one prompt: pass a 1-D list of ids")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int | np.integer) \
+            or max_new_tokens < 0:  # fmt: skip
+        raise ValueError(f"max_new_tokens must be an int >= 0; got {max_new_tokens!r}")
+    if config.max_len < 2:
+        raise ValueError("generate_long slides a window of max_len positions; it needs "
+                         f"max_len >= 2, got {config.max_len}")  # fmt: skip
+    keep = config.max_len // 2  # tokens carried over when the window slides
+    tokens = list(prompt)
+    context = prompt[-keep:] if len(prompt) > keep else prompt  # (P',)
+    key = jax.random.key(0) if key is None and temperature == 0 else key
+    call = 0
+    while len(tokens) < len(prompt) + max_new_tokens:
+        n = config.max_len - len(context)  # fill the window (the last call's extra is cut)
+        step_key = None if key is None else jax.random.fold_in(key, call)
+        out = generate(params, config, context, n, temperature=temperature, top_k=top_k,
+                       top_p=top_p, key=step_key)  # (max_len,)
+        tokens += out[len(context):].tolist()
+        context = np.asarray(tokens[-keep:], dtype=np.int32)  # (keep,)
+        call += 1
+    return np.asarray(tokens[: len(prompt) + max_new_tokens], dtype=np.int32)  # (P + G,)
+
+
 def _check_prompt(prompt_ids, config: Config) -> np.ndarray:
     """Prompt ids as a [B, P] int32 numpy array, or a ValueError saying what to change."""
     try:

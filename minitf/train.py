@@ -11,7 +11,8 @@ uninterrupted run sees and ends with bit-identical parameters.
 
 Anything with `name`, `spec`, `tokenizer`, `seq_len`, `batch(rng, batch_size)` and
 `evaluate(params, config, n=...)` can be trained (`Trainable`): the toy tasks of
-`minitf.tasks`, the toy language of the course. The loop never knows which it has.
+`minitf.tasks`, text (`minitf.text`), the toy language of the course. The loop never
+knows which it has: a task names its own metric (exact match, or a validation loss).
 
 Data parallel: the batch is split across `jax.devices()` along a one-axis mesh named
 "batch" and the parameters are replicated; the jitted step is written as if for one
@@ -160,20 +161,32 @@ def check_every(name: str, every: int) -> None:
 
 
 class Trainable(Protocol):
-    """What `train` needs from a task (toy tasks, the course's toy language, text)."""
+    """What `train` needs from a task (toy tasks, the course's toy language, text).
+
+    Optional: `metric`, the name of what `evaluate` returns ("exact_match" when absent; a
+    name ending in "loss" means lower is better), and `checkpoint_data()`, arrays that
+    its checkpoints should carry (a text task's validation tokens).
+    """
 
     name: str  # e.g. "addition": the task's name in a checkpoint
     spec: dict  # its settings: with `name`, enough to rebuild it
     tokenizer: TokenizerLike
-    seq_len: int  # tokens in one training sequence; the model's max_len must be at least this
+    # tokens in one training sequence; the model reads all but the last, so its max_len
+    # must be at least seq_len - 1
+    seq_len: int
 
     def batch(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """tokens (B, T) int32 and loss_mask (B, T) bool: True where the NEXT token is scored."""
         ...
 
     def evaluate(self, params: Params, config: Config, *, n: int) -> float:
-        """The task's measure of a model (exact match for toy tasks)."""
+        """The task's measure of a model (exact match for toy tasks, validation loss for text)."""
         ...
+
+
+def task_metric(task: Trainable) -> str:
+    """The name of what `task.evaluate` returns, the key of its values in the history."""
+    return getattr(task, "metric", "exact_match")
 
 
 class TrainingDiverged(ValueError):
@@ -186,7 +199,8 @@ class TrainResult:
 
     params: Params  # final parameters (replicated over the devices)
     opt_state: optax.OptState  # final optimizer state
-    history: dict[str, list]  # step, loss, accuracy, step_time; eval_step, exact_match
+    history: dict[str, list]  # step, loss, accuracy, step_time; eval_step and the task's
+    # metric (exact_match, val_loss) at those steps
     seconds: float  # wall time of this call, JIT compilation included
     step: int  # steps done in total (counting those before a resume)
     interrupted: bool = False  # True when Ctrl-C (or the callback) stopped the run early
@@ -297,11 +311,12 @@ def _compiled(config: Config, settings: TrainConfig, mesh: Mesh):
 
 def check_model_fits(config: Config, task: Trainable) -> None:
     """A ValueError, saying how to fix it, when the model is too small for the task."""
-    if config.vocab_size < task.tokenizer.vocab_size or config.max_len < task.seq_len:
+    reads = task.seq_len - 1  # the last token of a sequence is only ever a target
+    if config.vocab_size < task.tokenizer.vocab_size or config.max_len < reads:
         raise ValueError(
             f"the model (vocab_size={config.vocab_size}, max_len={config.max_len}) is too "
             f"small for task {task.name}: it needs vocab_size >= {task.tokenizer.vocab_size} "
-            f"and max_len >= {task.seq_len}; build it with minitf.tasks.config_for(task)"
+            f"and max_len >= {reads}; build it with minitf.tasks.config_for(task)"
         )
 
 
@@ -343,10 +358,10 @@ def train(
     _, init_state, step_fn = _compiled(config, _without_intervals(settings), mesh)
     task_spec = {"name": task.name, **task.spec}
     if resume:
-        params, opt_state, start, history = _resume(out, config, task_spec, settings, mesh)
+        params, opt_state, start, history = _resume(out, config, task, task_spec, settings, mesh)
     else:
         params, opt_state = init_state(jax.random.key(settings.seed))  # placed replicated
-        start, history = 0, {k: [] for k in HISTORY_KEYS}
+        start, history = 0, {k: [] for k in history_keys(task)}
     record = _Record(out, config, task, task_spec, settings, history)
 
     last_checkpoint, done = None, start
@@ -386,7 +401,12 @@ def train(
                        interrupted, last_checkpoint)  # fmt: skip
 
 
-HISTORY_KEYS = ("step", "loss", "accuracy", "step_time", "eval_step", "exact_match")
+STEP_KEYS = ("step", "loss", "accuracy", "step_time")  # one value per step
+
+
+def history_keys(task: Trainable) -> tuple[str, ...]:
+    """The lists of a run's history: per step, then per evaluation (its step, the metric)."""
+    return (*STEP_KEYS, "eval_step", task_metric(task))
 
 
 @dataclasses.dataclass
@@ -403,19 +423,21 @@ class _Record:
 
     def step(self, done: int, loss: float, accuracy: float, seconds: float, params) -> None:
         """Note one finished step, and measure the task every `eval_every` steps."""
-        for key, value in zip(HISTORY_KEYS[:4], (done, loss, accuracy, seconds), strict=True):
+        for key, value in zip(STEP_KEYS, (done, loss, accuracy, seconds), strict=True):
             self.history[key].append(value)
         every = self.settings.eval_every
         if every and (done % every == 0 or done == self.settings.steps):
             self.history["eval_step"].append(done)
             score = self.task.evaluate(_local(params), self.config, n=self.settings.eval_n)
-            self.history["exact_match"].append(score)
+            self.history[task_metric(self.task)].append(score)
 
     def postfix(self) -> dict:
         shown = {"loss": f"{self.history['loss'][-1]:.4f}",
                  "acc": f"{self.history['accuracy'][-1]:.3f}"}  # fmt: skip
-        if self.history["exact_match"]:
-            shown["exact"] = f"{self.history['exact_match'][-1]:.3f}"
+        metric = task_metric(self.task)
+        if self.history[metric]:
+            short = {"exact_match": "exact", "val_loss": "val"}.get(metric, metric)
+            shown[short] = f"{self.history[metric][-1]:.3f}"
         return shown
 
     def save(self, done: int, params, opt_state, *, final: bool = False) -> Path | None:
@@ -426,17 +448,24 @@ class _Record:
         if jax.process_index() != 0:  # on several hosts only the first one writes files
             return path
         meta = {"train": self.settings.to_dict()}
+        data = self.task.checkpoint_data() if hasattr(self.task, "checkpoint_data") else None
         save_checkpoint(path, _local(params), self.config, self.task.tokenizer, done,
-                        _local(opt_state), task=self.task_spec, meta=meta)  # fmt: skip
+                        _local(opt_state), task=self.task_spec, meta=meta,
+                        data=data)  # fmt: skip
         metrics = {"task": self.task_spec, "config": self.config.to_dict(),
                    "settings": self.settings.to_dict(), "history": self.history}  # fmt: skip
         write_json(self.out / "metrics.json", metrics)
         if final and self.history["step"]:
             from minitf.plots import plot_loss  # matplotlib only when figures are written
 
-            spec = ", ".join(f"{k}={v}" for k, v in self.task_spec.items() if k != "name")
-            title = f"{self.task.name}({spec})\nthe loss drops in steps as each rule is learned"
-            plot_loss(self.history, self.out / "loss.png", title=title)
+            # the task's scalar settings (a text task's corpus record is left out)
+            spec = ", ".join(f"{k}={v}" for k, v in self.task_spec.items()
+                             if k != "name" and not isinstance(v, dict))  # fmt: skip
+            lower_is_better = task_metric(self.task).endswith("loss")
+            what = ("training and validation loss" if lower_is_better
+                    else "the loss drops in steps as each rule is learned")  # fmt: skip
+            plot_loss(self.history, self.out / "loss.png",
+                      title=f"{self.task.name}({spec})\n{what}")  # fmt: skip
         return path
 
 
@@ -480,7 +509,8 @@ def _diverged(loss: float, step: int, checkpoint: Path | None, good_step: int,
 # --- resuming ----------------------------------------------------------------------------
 
 
-def _resume(out: Path, config: Config, task_spec: dict, settings: TrainConfig, mesh: Mesh):
+def _resume(out: Path, config: Config, task: Trainable, task_spec: dict, settings: TrainConfig,
+            mesh: Mesh):  # fmt: skip
     """-> params, opt_state (placed replicated), the step to go on from, and the history."""
     ckpt = load_checkpoint(out / CHECKPOINT_DIR)
     if ckpt.opt_state is None:
@@ -503,18 +533,19 @@ def _resume(out: Path, config: Config, task_spec: dict, settings: TrainConfig, m
     opt_state = unflatten(jax.eval_shape(optimizer.init, ckpt.params), ckpt.opt_state, "opt_state")
     replicated = NamedSharding(mesh, PartitionSpec())
     params, opt_state = jax.device_put((ckpt.params, opt_state), replicated)
-    return params, opt_state, ckpt.step, _read_history(out, ckpt.step)
+    return params, opt_state, ckpt.step, _read_history(out, ckpt.step, history_keys(task))
 
 
-def _read_history(out: Path, upto: int) -> dict[str, list]:
+def _read_history(out: Path, upto: int, all_keys: tuple[str, ...]) -> dict[str, list]:
     """The history written with the checkpoint, cut to the steps the checkpoint has."""
     try:
         with open(out / "metrics.json", encoding="utf-8") as f:
             saved = json.load(f)["history"]
     except (OSError, ValueError, KeyError):
-        return {k: [] for k in HISTORY_KEYS}  # the history is a record, not needed to resume
+        return {k: [] for k in all_keys}  # the history is a record, not needed to resume
     history = {}
-    for steps_key, keys in (("step", HISTORY_KEYS[:4]), ("eval_step", HISTORY_KEYS[4:])):
+    n_step = len(STEP_KEYS)
+    for steps_key, keys in (("step", all_keys[:n_step]), ("eval_step", all_keys[n_step:])):
         keep = sum(1 for s in saved.get(steps_key, []) if s <= upto)
         history.update({k: list(saved.get(k, []))[:keep] for k in keys})
     return history

@@ -95,10 +95,11 @@ def gpt2_dir() -> Path | None:
 
 
 def cache_dir() -> Path:
-    """Where lessons keep the models they train: `$MINITF_CACHE`, else ~/.cache/minitf."""
-    folder = Path(os.environ.get("MINITF_CACHE", Path.home() / ".cache" / "minitf"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    """Where lessons keep the models they train: `$MINITF_CACHE`, else ~/.cache/minitf
+    (the same folder as the library's tokenised corpora, `minitf.corpora.cache_dir`)."""
+    from minitf.corpora import cache_dir as library_cache
+
+    return library_cache()
 
 
 def trained_model(task_name: str = "addition", *, steps: int | None = None, seed: int = 0,
@@ -124,6 +125,68 @@ def trained_model(task_name: str = "addition", *, steps: int | None = None, seed
 
     name = f"{task.name}-{spec}-steps{settings.steps}-seed{seed}"
     return cached_params(name, config, settings.steps, fit), config, task
+
+
+# The course's language model: 6 blocks (so the logit lens has a middle), narrow enough to
+# train in well under a minute on 2 CPU cores, on Python's own docs with 1024 BPE tokens.
+TEXT_MODEL = {"n_layer": 6, "n_head": 4, "d_model": 64, "d_mlp": 256}
+TEXT_STEPS, TEXT_BATCH, TEXT_LR = 400, 32, 3e-3
+TEXT_SNAPSHOTS = (0, 25, 50, 100, 200, 400)  # steps at which its training is sampled
+TEXT_PROMPT = "The for statement"  # what the snapshots continue
+
+
+@dataclasses.dataclass(frozen=True)
+class TextModel:
+    """The course's language model and the record of its training (`trained_text_model`)."""
+
+    params: dict
+    config: object  # minitf.model.Config
+    task: object  # minitf.text.TextTask (Python's docs, BPE 1024, context 64)
+    snapshots: list[dict]  # [{"step", "val_loss", "bits_per_byte", "sample"}] at TEXT_SNAPSHOTS
+    seed: int
+
+
+def trained_text_model(seed: int = 0) -> TextModel:
+    """The course's language model, trained once (about 30 s) and then loaded from the cache.
+
+    While it trains, the model continues TEXT_PROMPT at each of TEXT_SNAPSHOTS (temperature
+    0.8, a fixed key) and its validation loss is measured there; those records are cached
+    with it. Quick mode trains the same model, so the lessons' claims hold in both modes.
+    """
+    import json
+
+    from minitf.text import continue_text, text_task
+    from minitf.train import TrainConfig, train
+
+    task = text_task(progress=False)
+    config = task.config(**TEXT_MODEL)
+    settings = TrainConfig(steps=TEXT_STEPS, batch_size=TEXT_BATCH, lr=TEXT_LR, warmup=30,
+                           beta2=0.99, seed=seed)  # fmt: skip
+    size = "L{n_layer}H{n_head}D{d_model}M{d_mlp}".format(**TEXT_MODEL)
+    name = (f"text-{task.spec['corpus']['sha256'][:12]}-bpe{task.tokenizer.vocab_size}-{size}-"
+            f"steps{TEXT_STEPS}-seed{seed}")  # fmt: skip
+    record = cache_dir() / name / "snapshots.json"
+    snapshots: list[dict] = []
+
+    def snapshot(step: int, params: dict) -> None:
+        if step in TEXT_SNAPSHOTS:
+            score = task.score(params, config)  # the default 200 validation windows
+            snapshots.append({"step": step, "val_loss": score.val_loss,
+                              "bits_per_byte": score.bits_per_byte,
+                              "sample": continue_text(params, config, task.tokenizer,
+                                                      TEXT_PROMPT, 48, seed=0)})  # fmt: skip
+
+    def fit() -> dict:
+        params = train(config, task, settings, progress=False, callback=snapshot).params
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(snapshots, indent=1), encoding="utf-8")
+        return params
+
+    if not record.is_file():  # a model cached without its record is trained again
+        (cache_dir() / name / "checkpoint" / "config.json").unlink(missing_ok=True)
+    params = cached_params(name, config, TEXT_STEPS, fit)
+    snapshots = json.loads(record.read_text(encoding="utf-8"))
+    return TextModel(params, config, task, snapshots, seed)
 
 
 def cached_params(name: str, config, steps: int, fit) -> dict:
