@@ -318,16 +318,17 @@ plt.close(fig)
 
 # %% [markdown]
 # Every group starts out no more alike than random pairs (within three of the random
-# baseline's standard deviations, `z`) and ends more alike: its pairs' mean cosine rises
-# by 0.2 to 0.75 while random pairs stay near 0. The digits are the tightest group, and
-# every digit's nearest neighbour is another digit: they occur in the same places
-# (numbers, versions, examples). Capitalised words are the loosest: ` The` and ` Python`
-# share a capital letter, not a job. Being in the same group does not make two tokens
-# each other's nearest neighbours (other tokens used alike sit between them), except
-# for the digits. A 2-D map shows some
-# of it (the digits in a corner) but loses most of 64 dimensions; trust the numbers.
-# Nothing in the loss says "these are keywords": tokens that are used alike get vectors
-# that are alike, because that lets everything after the embedding treat them alike.
+# baseline's standard deviations, `z`). After training, digits, keywords, type names and
+# punctuation are far more alike: their pairs' mean cosine rises to 0.3-0.75 while
+# random pairs stay near 0. The digits are the tightest group, and every digit's nearest
+# neighbour is another digit: they occur in the same places (numbers, versions,
+# examples). Capitalised words barely move (0.1-0.2, two or three `z`, depending on the
+# seed): ` The` and ` Python` share a capital letter, not a job. Being in one group does
+# not make two tokens each other's nearest neighbours (other tokens used alike sit
+# between them), except for the digits. A 2-D map shows some of it (the digits in a
+# corner) but loses most of 64 dimensions; trust the numbers. Nothing in the loss says
+# "these are keywords": tokens that are used alike get vectors that are alike, because
+# that lets everything after the embedding treat them alike.
 
 # %% [markdown]
 # ## What you should see
@@ -342,7 +343,8 @@ plt.close(fig)
 # | order along PC1, trained | about 0.8-0.9 (above 0.7) |
 # | random matrices with a gap as small as the trained one | under 1% |
 # | text model, before training: inside a group vs random pairs, each group | within 3 z |
-# | text model, after training: inside minus random, each group | 0.18-0.75 (> 0.1, z > 2.5) |
+# | text model, trained: inside minus random, digits to punctuation | 0.3-0.75 (> 0.15, z > 3) |
+# | text model, after training: inside minus random, capitalised words | 0.1-0.2 (> 0.05) |
 # | text model, after training: digits inside minus random | about 0.75 (above 0.4) |
 # | text model, after training: digits whose nearest neighbour is a digit | 100% (at least 80%) |
 #
@@ -364,7 +366,10 @@ assert len(groups) == 5, list(groups)
 for name in groups:
     b, a = text_scores[name]["before"], text_scores[name]["after"]
     assert abs(b.z) < 3, (name, b)
-    assert a.within - a.random > 0.1 and a.z > 2.5, (name, a)
+    if name == "capitalised words":  # the loosest group: a capital letter is not a job
+        assert a.within - a.random > 0.05, (name, a)
+    else:
+        assert a.within - a.random > 0.15 and a.z > 3, (name, a)
 assert text_scores["digits"]["after"].within - text_scores["digits"]["after"].random > 0.4
 assert text_scores["digits"]["after"].neighbour_in_group >= 0.8
 print("all numbers as expected")

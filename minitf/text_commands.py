@@ -209,8 +209,8 @@ def run_demo_text(args: argparse.Namespace, model_flags: tuple[str, ...],
     untrained = jax.jit(init_params, static_argnums=0)(config, jax.random.key(settings.seed))
     _print_neighbours(task, np.asarray(untrained["embed"]), np.asarray(params["embed"]))
     lens, position = _demo_lens(params, config, task.tokenizer)
-    print(f"\nlogit lens on {DEMO_SENTENCE!r}, at the position where the answer appears "
-          "deepest in the middle layers:")  # fmt: skip
+    print(f"\nlogit lens on {DEMO_SENTENCE!r}, at the position whose prediction (the real "
+          "next token) first reaches the top nearest the middle of the stack:")  # fmt: skip
     print(lens.table(position=position, k=3))
     _demo_figures(args.out, task, lens, np.asarray(untrained["embed"]),
                   np.asarray(params["embed"]))  # fmt: skip

@@ -391,3 +391,19 @@ def test_python_docs_without_pydoc_data_falls_back_to_docstrings(monkeypatch):
     assert "no pydoc_data" in docs.note and "docstrings" in docs.source
     assert docs.path.read_text(encoding="utf-8") == "\n\n".join(
         d for f in files for d in corpora.docstrings(f)) + "\n"
+
+
+def test_demo_text_writes_everything_it_promises(tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "text", "--steps", "4", "--batch-size", "4", "--eval-n", "8", "--out",
+            str(out), "--no-progress", *TINY]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    for part in ("corpus python-docs", "validation loss", "step     0 (val loss", "T = 1.5",
+                 "nearest tokens in embedding space", "logit lens on"):  # fmt: skip
+        assert part in printed, part
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["task"] == "text" and metrics["bits_per_byte"] > 0
+    for name in ("checkpoint/params.npz", "checkpoint/tokenizer.bpe", "loss.png",
+                 "lens_heatmap.png", "embeddings.png"):  # fmt: skip
+        assert (out / name).is_file(), f"the demo did not write {name}"

@@ -130,7 +130,8 @@ def trained_model(task_name: str = "addition", *, steps: int | None = None, seed
 # The course's language model: 6 blocks (so the logit lens has a middle), narrow enough to
 # train in well under a minute on 2 CPU cores, on Python's own docs with 1024 BPE tokens.
 TEXT_MODEL = {"n_layer": 6, "n_head": 4, "d_model": 64, "d_mlp": 256}
-TEXT_STEPS, TEXT_BATCH, TEXT_LR = 400, 32, 3e-3
+# its training (minitf.train.TrainConfig fields): 400 steps of 32 windows of 64 tokens
+TEXT_TRAINING = {"steps": 400, "batch_size": 32, "lr": 3e-3, "warmup": 50, "beta2": 0.99}
 TEXT_SNAPSHOTS = (0, 25, 50, 100, 200, 400)  # steps at which its training is sampled
 TEXT_PROMPT = "The for statement"  # what the snapshots continue
 
@@ -160,11 +161,10 @@ def trained_text_model(seed: int = 0) -> TextModel:
 
     task = text_task(progress=False)
     config = task.config(**TEXT_MODEL)
-    settings = TrainConfig(steps=TEXT_STEPS, batch_size=TEXT_BATCH, lr=TEXT_LR, warmup=30,
-                           beta2=0.99, seed=seed)  # fmt: skip
+    settings = TrainConfig(**TEXT_TRAINING, seed=seed)
     size = "L{n_layer}H{n_head}D{d_model}M{d_mlp}".format(**TEXT_MODEL)
     name = (f"text-{task.spec['corpus']['sha256'][:12]}-bpe{task.tokenizer.vocab_size}-{size}-"
-            f"steps{TEXT_STEPS}-seed{seed}")  # fmt: skip
+            f"steps{settings.steps}-warmup{settings.warmup}-seed{seed}")  # fmt: skip
     record = cache_dir() / name / "snapshots.json"
     snapshots: list[dict] = []
 
@@ -184,7 +184,7 @@ def trained_text_model(seed: int = 0) -> TextModel:
 
     if not record.is_file():  # a model cached without its record is trained again
         (cache_dir() / name / "checkpoint" / "config.json").unlink(missing_ok=True)
-    params = cached_params(name, config, TEXT_STEPS, fit)
+    params = cached_params(name, config, settings.steps, fit)
     snapshots = json.loads(record.read_text(encoding="utf-8"))
     return TextModel(params, config, task, snapshots, seed)
 
