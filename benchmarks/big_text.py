@@ -4,13 +4,12 @@
 `.py` sources (sorted by path), then tinyshakespeare where ../shared has it, repeated
 until the file has `n_bytes` bytes (cut at the end of a line). Code has many more
 distinct pre-split chunks than prose, so this is a hard case for BPE's chunk counts.
-`peak_rss(argv)` runs a command in its own process and returns its wall time and the
-largest resident set size the kernel saw (`wait4`'s rusage), in MB.
+`peak_rss(argv)` runs a command in its own process and returns its wall time and its
+peak resident set size in MB (Linux: /proc/PID/status).
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sysconfig
 import tempfile
@@ -44,13 +43,27 @@ def make_big_text(path: Path, n_bytes: int) -> Path:
 
 
 def peak_rss(argv: list[str], env: dict | None = None) -> tuple[float, float, int]:
-    """Run argv; -> (wall seconds, peak resident memory in MB, exit code)."""
+    """Run argv; -> (wall seconds, peak resident memory in MB, exit code).
+
+    The peak is the child's own high-water mark, VmHWM in /proc/PID/status, read every
+    20 ms while it runs (it only ever grows, so the last reading is the peak unless the
+    peak came in the last 20 ms). Not `wait4`'s ru_maxrss: Linux carries that across
+    fork + exec, so it would report this (big) Python process's own size.
+    """
     start = time.perf_counter()
+    peak_kb = 0
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: progress bars can't block it
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        if code:
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak_kb = max(peak_kb, int(line.split()[1]))
+            except (OSError, ValueError):  # the process is just ending
+                pass
+            time.sleep(0.02)
+        if proc.returncode:
             err.seek(0)
             print(err.read().decode("utf-8", "replace")[-2000:])
-    return time.perf_counter() - start, usage.ru_maxrss / 1024, code  # ru_maxrss is in KB
+    return time.perf_counter() - start, peak_kb / 1024, proc.returncode
