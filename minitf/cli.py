@@ -9,31 +9,46 @@
     lesson, check, teacher, doctor   the course (minitf/course/commands.py)
 
 Every subcommand has `--help`, a `--seed` where anything is random, and defaults that
-finish on a laptop CPU. Bad input becomes one line on stderr and exit code 2.
+finish on a laptop CPU. Bad input, and any error of the operating system (a full disk, a
+read-only folder), becomes one line on stderr and exit code 2; a warning is one line too.
+Ctrl-C stops training after the current step (`minitf.interrupts`) and exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import inspect
 import json
+import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from minitf import interrupts
 from minitf.bpe import Tokenizer
-from minitf.checkpoint import load_checkpoint, write_json
+from minitf.bpe_files import check_gpt2_special
+from minitf.checkpoint import has_checkpoint, load_checkpoint, write_json
 from minitf.course.commands import add_course_commands
 from minitf.devices import setup_compilation
 from minitf.lens import logit_lens
 from minitf.sample import generate
 from minitf.tasks import EVAL_SEED, TASKS, config_for, make_task, train_defaults
-from minitf.train import CHECKPOINT_DIR, TrainConfig, train
+from minitf.train import (
+    CHECKPOINT_DIR,
+    PeerLost,
+    check_eval_n,
+    check_seed,
+    count_params_of,
+    interrupted_message,
+    train,
+)
 
 DEMO_TASK = {"name": "addition", "digits": 3, "reverse_answer": False}  # as people write sums
 MODEL_FLAGS = ("n_layer", "n_head", "d_model", "d_mlp")  # Config fields with a flag each
@@ -52,24 +67,80 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the `minitf` command; returns the exit code (0 ok, 2 bad input)."""
+    """Run the `minitf` command; returns the exit code (0 ok, 2 an error, 130 Ctrl-C).
+
+    `python -m minitf` and the installed `minitf` (minitf/__main__.py) catch Ctrl-C
+    before this module imports jax; called directly, Ctrl-C is a KeyboardInterrupt.
+    """
     setup_compilation()  # -O2 and a disk cache: a second run of a command compiles little
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args) or 0
-    except (ValueError, FileNotFoundError) as err:
-        print(f"minitf: error: {_flags_named(err)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("minitf: interrupted", file=sys.stderr)
-        return 130
+    if args.func not in (run_demo, run_train):  # no safe point to stop at: plain Ctrl-C
+        interrupts.release_ctrl_c()
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        try:
+            if interrupts.requested():
+                raise Interrupted("interrupted before anything started; nothing was written")
+            return args.func(args) or 0
+        except Interrupted as stop:
+            print(f"minitf: {stop}", file=sys.stderr)
+        except KeyboardInterrupt:
+            print("minitf: interrupted", file=sys.stderr)
+        except PeerLost as err:  # exit now: jax's shutdown would wait for the lost process
+            print(f"minitf: error: {err}", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(2)
+        except (ValueError, OSError, MemoryError, OverflowError) as err:
+            print(f"minitf: error: {_one_sentence(err)}", file=sys.stderr)
+            return 2
+    return interrupts.EXIT_CODE
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped a command; the message says what was saved."""
+
+
+def _one_sentence(err: Exception) -> str:
+    """An exception as the one line the user sees."""
+    if isinstance(err, OSError) and err.filename is not None:
+        reason = OS_ERRORS.get(err.errno, err.strerror or str(err))
+        return f"{err.filename}: {reason}"
+    if isinstance(err, MemoryError):
+        return ("ran out of memory; make the model (--d-model, --n-layer), the batch "
+                "(--batch-size) or the evaluation (--eval-n, --n) smaller")  # fmt: skip
+    if isinstance(err, OverflowError):
+        return f"a number is too large ({err}); use a smaller value"
+    return _flags_named(err)
+
+
+# an operating system error, said as what it means for the user and what to do
+OS_ERRORS = {
+    errno.ENOSPC: "the disk is full; free some space or choose another folder (a checkpoint "
+    "already saved is intact)",
+    errno.EDQUOT: "your disk quota is used up; free some space or choose another folder",
+    errno.EROFS: "the file system is read-only; choose a folder you can write to",
+    errno.EACCES: "permission denied; choose a folder you can write to",
+    errno.EPERM: "permission denied; choose a folder you can write to",
+    errno.ENOTDIR: "a part of this path is a file, not a folder",
+    errno.EISDIR: "this is a folder; give the path of a file",
+    errno.EEXIST: "this already exists as a file; give a folder path",
+    errno.ENOENT: "no such file or folder",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"minitf: warning: {message}", file=sys.stderr)
 
 
 def _flags_named(err: Exception) -> str:
-    """TrainConfig's messages name its fields; on the command line those are flags."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    return re.sub(r"^(\w+)(?= must)", lambda m: f"--{m[1].replace('_', '-')}"
-                  if m[1] in fields else m[1], str(err))  # fmt: skip
+    """Library messages name TrainConfig's and Config's fields ("lr must be ...",
+    "d_model=32 (now 64)"); on the command line those are flags."""
+    flags = {*RUN_FLAGS, *MODEL_FLAGS}
+    text = re.sub(r"^(\w+)(?= must)", lambda m: f"--{m[1].replace('_', '-')}"
+                  if m[1] in flags else m[1], str(err))  # fmt: skip
+    return re.sub(r"\b(\w+)=", lambda m: f"--{m[1].replace('_', '-')} "
+                  if m[1] in flags else m[0], text)  # fmt: skip
 
 
 # --- demo and train -------------------------------------------------------------------------
@@ -81,7 +152,9 @@ def _add_run_flags(p: argparse.ArgumentParser, out: str | None) -> None:
     p.add_argument("--batch-size", type=int, help="problems per step (default: per task)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: per task)")
     p.add_argument("--seed", type=int, default=0, help="seed for init and batches (0)")
-    p.add_argument("--out", type=Path, default=out, help=f"output folder ({out})")
+    p.add_argument("--out", type=_folder, default=out, help=f"output folder ({out})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train from scratch into an --out folder that already holds a run")
     p.add_argument("--eval-n", type=int, default=2000, help="test problems per evaluation (2000)")
     p.add_argument("--eval-every", type=int, default=0, help="measure exact match every N steps")
     p.add_argument("--checkpoint-every", type=int, default=0, help="save every N steps")
@@ -116,7 +189,19 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-word-len", type=int, help="count_letters: longest word (10)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_run_flags(p, None)
+    hosts = p.add_argument_group("several processes (see docs/multihost.md)")
+    hosts.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="train together with other processes: process 0's address")
+    hosts.add_argument("--num-processes", type=int, metavar="N", help="processes in all")
+    hosts.add_argument("--process-id", type=int, metavar="I", help="this one: 0 to N-1")
     p.set_defaults(func=run_train)
+
+
+def _folder(text: str) -> Path:
+    """An --out folder; an empty string would quietly mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a folder name, e.g. --out runs/first")
+    return Path(text)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -144,8 +229,24 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out DIR, the folder of the run to continue")
+    if args.coordinator or args.num_processes is not None or args.process_id is not None:
+        _start_processes(args)
     _train_and_report(args, _task_spec(args), resume=args.resume)
     return 0
+
+
+def _start_processes(args: argparse.Namespace) -> None:
+    """Join the other processes of a run on several hosts (jax.distributed)."""
+    n, i = args.num_processes, args.process_id
+    if not args.coordinator or n is None or i is None:
+        raise ValueError("training with several processes needs all three of --coordinator "
+                         "HOST:PORT, --num-processes N and --process-id I")  # fmt: skip
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--process-id must be from 0 to --num-processes - 1 ({n - 1}); "
+                         f"got {i}")  # fmt: skip
+    print(f"process {i} of {n}: waiting for all {n} processes at {args.coordinator}",
+          flush=True)  # fmt: skip
+    jax.distributed.initialize(args.coordinator, num_processes=n, process_id=i)
 
 
 def _task_spec(args: argparse.Namespace) -> dict:
@@ -172,12 +273,19 @@ def _train_and_report(args: argparse.Namespace, task_spec: dict, *, resume: bool
     given = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
     settings = dataclasses.replace(defaults, **given)
     print(f"task {task.name} {task.spec}: e.g. {task.examples(np.random.default_rng(1), 1)[0]}")
-    print(f"model {model}, {settings.steps} steps of {settings.batch_size} problems, "
-          f"lr {settings.lr}")  # fmt: skip
+    print(f"model {model} ({count_params_of(config):,} parameters), {settings.steps} steps "
+          f"of {settings.batch_size} problems, lr {settings.lr}")  # fmt: skip
     result = train(config, task, settings, out=args.out, resume=resume,
-                   progress=not args.no_progress)  # fmt: skip
+                   overwrite=args.overwrite, progress=not args.no_progress)  # fmt: skip
     if result.interrupted:
-        raise KeyboardInterrupt
+        raise Interrupted(interrupted_message(result))
+    if interrupts.requested():  # Ctrl-C came as the last step finished
+        raise Interrupted(f"interrupted after training finished; the checkpoint is in "
+                          f"{result.checkpoint}")  # fmt: skip
+    if jax.process_index() != 0:
+        print(f"process {jax.process_index()}: trained {result.step} steps; process 0 "
+              "evaluates and writes the results")  # fmt: skip
+        return {"params": result.params, "config": config, "task": task}
     accuracy = task.evaluate(result.params, config, n=settings.eval_n)
     print(f"exact match on {settings.eval_n} held-out problems: {accuracy:.2%} "
           f"(trained in {result.seconds:.1f} s)")  # fmt: skip
@@ -261,16 +369,28 @@ def add_lens(sub: argparse._SubParsersAction) -> None:
 
 def _load(path: Path):
     """A checkpoint from a run folder (its checkpoint/ inside) or a checkpoint folder."""
-    if not (path / "config.json").exists() and (path / CHECKPOINT_DIR).is_dir():
+    if not (path / "config.json").exists() and has_checkpoint(path / CHECKPOINT_DIR):
         path = path / CHECKPOINT_DIR
     return load_checkpoint(path)
 
 
+def _task_of(ckpt):
+    """The task a checkpoint records, rebuilt; a damaged record names its file."""
+    try:
+        return make_task(**ckpt.task)
+    except ValueError as err:
+        raise ValueError(f"{ckpt.folder / 'config.json'}: its task can't be rebuilt: {err}") \
+            from None  # fmt: skip
+
+
 def run_eval(args: argparse.Namespace) -> int:
+    check_eval_n(args.n, "--n")
+    if args.seed is not None:
+        check_seed(args.seed, "--seed")
     ckpt = _load(args.checkpoint)
     if not ckpt.task:
         raise ValueError(f"{args.checkpoint} records no task, so there is nothing to evaluate")
-    task = make_task(**ckpt.task)
+    task = _task_of(ckpt)
     seed = EVAL_SEED if args.seed is None else args.seed
     accuracy = task.evaluate(ckpt.params, ckpt.config, n=args.n, seed=seed)
     if args.json:
@@ -281,13 +401,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    check_seed(args.seed, "--seed")
     ckpt = _load(args.checkpoint)
     if ckpt.tokenizer is None:
         raise ValueError(f"{args.checkpoint} has no tokenizer, so a text prompt can't be read")
     prompt_ids = ckpt.tokenizer.encode(args.prompt)
     n_new = args.max_new_tokens
     if n_new is None:
-        n_new = make_task(**ckpt.task).answer_len if ckpt.task else 20
+        n_new = _task_of(ckpt).answer_len if ckpt.task else 20
     n_new = min(n_new, ckpt.config.max_len - len(prompt_ids))
     ids = generate(ckpt.params, ckpt.config, prompt_ids, n_new, temperature=args.temperature,
                    top_k=args.top_k, top_p=args.top_p, key=jax.random.key(args.seed))  # fmt: skip
@@ -363,14 +484,16 @@ def run_bpe_train(args: argparse.Namespace) -> int:
         text = args.file.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"{args.file} is not UTF-8 text; convert it first") from None
+    if not text:
+        raise ValueError(f"{args.file} is empty; give bpe train some text to learn from")
+    check_gpt2_special(args.special)  # before training, not after it
     pattern = None if args.pattern == "none" else args.pattern
     start = time.perf_counter()
     tok = Tokenizer.train(text, args.vocab_size, pattern=pattern, special_tokens=args.special,
                           progress=True)  # fmt: skip
     seconds = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
+    tok.save_gpt2(args.out)  # first: it checks every token has its own name before writing
     tok.save(args.out / Tokenizer.FILE)
-    tok.save_gpt2(args.out)
     print(f"trained {tok.vocab_size} tokens on {len(text):,} characters in {seconds:.1f} s")
     print(f"wrote {args.out / Tokenizer.FILE}, vocab.json and merges.txt")
     longest = sorted(tok.merge_ids, key=lambda i: (-len(tok.token_bytes(i)), i))[:20]

@@ -48,7 +48,13 @@ def read_config(folder: Path) -> Config:
         raise ValueError(
             f"{folder} has no config.json; point load() at a Hugging Face model folder"
         )
-    raw = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); is the file damaged?") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} should be one JSON object of settings; got a "
+                         f"{type(raw).__name__}")  # fmt: skip
     model_type = raw.get("model_type")
     if model_type != "gpt2":
         raise ValueError(
@@ -70,22 +76,34 @@ def read_config(folder: Path) -> Config:
             "this GPT-2 variant scales attention differently (scale_attn_weights / "
             "scale_attn_by_inverse_layer_idx); minitf scales by 1/sqrt(head width) only"
         )
-    try:
-        d_model = raw["n_embd"]
-        config = Config(
-            vocab_size=raw["vocab_size"],
-            n_layer=raw["n_layer"],
-            n_head=raw["n_head"],
-            d_model=d_model,
-            d_mlp=raw.get("n_inner") or 4 * d_model,  # null means GPT-2's 4 * d_model
-            max_len=raw.get("n_positions", raw.get("n_ctx")),
-            tie_embeddings=raw.get("tie_word_embeddings", True),
-        )
-    except KeyError as err:
-        raise ValueError(
-            f"config.json lacks the GPT-2 field {err}; is it a GPT-2 config?"
-        ) from None
-    return config
+    required = ("vocab_size", "n_layer", "n_head", "n_embd")
+    for key in required:
+        if key not in raw:
+            raise ValueError(f"{path} lacks the GPT-2 field {key!r}; is it a GPT-2 config?")
+    sizes = {key: raw[key] for key in required}
+    sizes["n_positions"] = raw.get("n_positions", raw.get("n_ctx"))
+    for key, value in sizes.items():
+        if not _is_size(value):
+            raise ValueError(f"{path}: {key} must be a positive whole number; got {value!r}")
+    d_mlp = raw.get("n_inner") or 4 * sizes["n_embd"]  # null means GPT-2's 4 * n_embd
+    if not _is_size(d_mlp):
+        raise ValueError(f"{path}: n_inner must be null or a positive whole number; got "
+                         f"{d_mlp!r}")  # fmt: skip
+    tied = raw.get("tie_word_embeddings", True)
+    if not isinstance(tied, bool):  # the string "false" would otherwise count as true
+        raise ValueError(f"{path}: tie_word_embeddings must be true or false (a JSON "
+                         f"boolean, no quotes); got {tied!r}")  # fmt: skip
+    return Config(vocab_size=sizes["vocab_size"], n_layer=sizes["n_layer"],
+                  n_head=sizes["n_head"], d_model=sizes["n_embd"], d_mlp=d_mlp,
+                  max_len=sizes["n_positions"], tie_embeddings=tied)  # fmt: skip
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def read_tensors(folder: Path) -> dict[str, np.ndarray]:
@@ -104,17 +122,32 @@ def read_tensors(folder: Path) -> dict[str, np.ndarray]:
             "reading GPT-2 weights needs the safetensors package: pip install safetensors "
             '(or pip install -e ".[gpt2]")'
         ) from None
+    from safetensors import SafetensorError
+
     try:
         tensors = load_file(str(path))
     except (TypeError, ValueError) as err:  # e.g. bfloat16, which numpy has no dtype for
         raise ValueError(
             f"cannot read {path} with numpy ({err}); save the model in float32 or float16"
         ) from None
-    return {
+    except SafetensorError as err:  # empty, cut short, or not a safetensors file at all
+        raise ValueError(
+            f"{path} is damaged or not a safetensors file ({err}); save the model again "
+            "with save_pretrained(folder)"
+        ) from None
+    tensors = {
         name.removeprefix("transformer."): value.astype(np.float32)
         for name, value in tensors.items()
         if not name.endswith(IGNORED_SUFFIXES)
     }
+    bad = [name for name, value in tensors.items() if not np.isfinite(value).all()]
+    if bad:
+        warnings.warn(
+            f"{path}: {_names(bad)} {'holds' if len(bad) == 1 else 'hold'} NaN or infinite "
+            "values, so the model's outputs will be NaN",
+            stacklevel=3,
+        )
+    return tensors
 
 
 def to_params(tensors: dict[str, np.ndarray], config: Config) -> Params:

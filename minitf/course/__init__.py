@@ -131,13 +131,17 @@ def cached_params(name: str, config, steps: int, fit) -> dict:
     `cache_dir()/name/checkpoint` (while its config and step count still match)."""
     import jax
 
-    from minitf.checkpoint import load_checkpoint, save_checkpoint
+    from minitf.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 
     checkpoint = cache_dir() / name / "checkpoint"
-    if (checkpoint / "config.json").is_file():
-        saved = load_checkpoint(checkpoint)
-        if saved.config == config and saved.step == steps:
-            return saved.params
+    if has_checkpoint(checkpoint):  # saves are crash-safe and locked: lessons may share it
+        try:
+            saved = load_checkpoint(checkpoint)
+        except ValueError as err:
+            print(f"the cached {name} is damaged ({err}); training it again")
+        else:
+            if saved.config == config and saved.step == steps:
+                return saved.params
     print(f"training {name} for {steps} steps (once; cached in {checkpoint.parent})")
     params = jax.device_get(fit())  # host arrays, like a loaded checkpoint
     save_checkpoint(checkpoint, params, config, None, steps)
