@@ -38,6 +38,7 @@ from minitf.checkpoint import has_checkpoint, load_checkpoint, write_json
 from minitf.course.commands import add_course_commands
 from minitf.devices import setup_compilation
 from minitf.lens import logit_lens
+from minitf.run_folder import holds_run
 from minitf.sample import generate
 from minitf.tasks import EVAL_SEED, TASKS, config_for, make_task, train_defaults
 from minitf.train import (
@@ -78,21 +79,28 @@ def main(argv: list[str] | None = None) -> int:
         interrupts.release_ctrl_c()
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
-        try:
-            if interrupts.requested():
-                raise Interrupted("interrupted before anything started; nothing was written")
-            return args.func(args) or 0
-        except Interrupted as stop:
-            print(f"minitf: {stop}", file=sys.stderr)
-        except KeyboardInterrupt:
-            print("minitf: interrupted", file=sys.stderr)
-        except PeerLost as err:  # exit now: jax's shutdown would wait for the lost process
-            print(f"minitf: error: {err}", file=sys.stderr, flush=True)
-            sys.stdout.flush()
-            os._exit(2)
-        except (ValueError, OSError, MemoryError, OverflowError) as err:
-            print(f"minitf: error: {_one_sentence(err)}", file=sys.stderr)
-            return 2
+        code = _run(args)
+    if code and jax.distributed.is_initialized():
+        # one of several processes stops: leave at once, because jax's shutdown would
+        # first wait (minutes) for the other processes, which can't go on without this one
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        if interrupts.requested():
+            raise Interrupted("interrupted before anything started; nothing was written")
+        return args.func(args) or 0
+    except Interrupted as stop:
+        print(f"minitf: {stop}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("minitf: interrupted", file=sys.stderr)
+    except (ValueError, OSError, MemoryError, OverflowError, PeerLost) as err:
+        print(f"minitf: error: {_one_sentence(err)}", file=sys.stderr)
+        return 2
     return interrupts.EXIT_CODE
 
 
@@ -206,6 +214,10 @@ def _folder(text: str) -> Path:
 
 def run_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    earlier = args.out is not None and not args.overwrite and holds_run(args.out)
+    if earlier:
+        raise ValueError(f"{args.out} already holds a run ({earlier}); pass --overwrite to "
+                         "train the demo again, or --out DIR to write it elsewhere")  # fmt: skip
     print("minitf demo: 3-digit addition, answers written plain (most-significant digit first)")
     got = _train_and_report(args, dict(DEMO_TASK))
     task, params, config = got["task"], got["params"], got["config"]

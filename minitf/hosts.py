@@ -26,6 +26,25 @@ class PeerLost(RuntimeError):
     on (every step needs all of them). The message says where the last checkpoint is."""
 
 
+def all_ready(ready: bool) -> None:
+    """Tell every process whether this one passed its start-up checks (its --out folder,
+    its memory); a ValueError on the ready ones when another is not, so that all of them
+    stop together instead of waiting for a process that has already given up. A process
+    that is not ready raises its own error after this returns."""
+    try:
+        everyone = np.asarray(multihost_utils.process_allgather(np.array([int(ready)])))
+    except jax.errors.JaxRuntimeError as err:
+        raise PeerLost(
+            f"process {jax.process_index()} lost contact with the other processes as they "
+            f"started (one of them stopped; see its output). The error was: "
+            f"{str(err).strip().splitlines()[0][:200]}"
+        ) from None
+    not_ready = [i for i, ok in enumerate(everyone.ravel()) if not ok]
+    if ready and not_ready:
+        raise ValueError(f"process {not_ready[0]} could not start (see its output), so none "
+                         "of the processes trains")  # fmt: skip
+
+
 def agree_across_hosts(config, task_spec: dict, settings, resume: bool,
                        first_batch: tuple, params) -> None:  # fmt: skip
     """A ValueError on every process unless all of them hold the same run (see above)."""

@@ -57,20 +57,24 @@ def claim(out: Path, *, resume: bool, overwrite: bool, needs_bytes: int = 0) -> 
         _release_lock(lock)
 
 
-def _refuse_if_holds_a_run(out: Path) -> None:
+def holds_run(out: Path) -> str | None:
+    """What of a run `out` holds ("a checkpoint at step 20", "a metrics.json"), or None."""
     if has_checkpoint(out / CHECKPOINT_DIR):
-        what = "a checkpoint"
-        with contextlib.suppress(OSError, ValueError, AttributeError):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             config = json.loads((out / CHECKPOINT_DIR / "config.json").read_text("utf-8"))
-            what = f"a checkpoint at step {config['step']}"
-    elif (out / METRICS).is_file():
-        what = f"a {METRICS}"
-    else:
-        return
-    raise ValueError(
-        f"{out} already holds a run ({what}); use --resume to continue it or --overwrite to "
-        "start over (resume=True or overwrite=True in Python), or choose another --out folder"
-    )
+            return f"a checkpoint at step {config['step']}"
+        return "a checkpoint"
+    return f"a {METRICS}" if (out / METRICS).is_file() else None
+
+
+def _refuse_if_holds_a_run(out: Path) -> None:
+    what = holds_run(out)
+    if what:
+        raise ValueError(
+            f"{out} already holds a run ({what}); use --resume to continue it or --overwrite "
+            "to start over (resume=True or overwrite=True in Python), or choose another "
+            "--out folder"
+        )
 
 
 def _mb(n_bytes: int) -> str:

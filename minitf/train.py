@@ -49,6 +49,7 @@ Left out: gradient accumulation, mixed precision, model (tensor) parallelism.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -70,12 +71,13 @@ from minitf import faults, interrupts
 from minitf.checkpoint import (
     CHECKPOINT_DIR,
     Checkpoint,
+    has_checkpoint,
     load_checkpoint,
     save_checkpoint,
     unflatten,
     write_json,
 )
-from minitf.hosts import PeerLost, agree_across_hosts
+from minitf.hosts import PeerLost, agree_across_hosts, all_ready
 from minitf.model import Config, Params, forward, init_params
 from minitf.run_folder import METRICS, claim
 from minitf.tokens import TokenizerLike
@@ -440,12 +442,25 @@ def train(
     if resume and overwrite:
         raise ValueError("--resume continues the run in --out and --overwrite starts it "
                          "over; give one of them")  # fmt: skip
-    check_memory(config, settings.batch_size, task.seq_len)
     out = Path(out) if out is not None else None
-    if out is None or jax.process_index() != 0:  # on several hosts only process 0 writes
-        return _train(config, task, settings, out, resume, progress, callback)
-    checkpoint_bytes = 4 * 3 * count_params_of(config)  # params and Adam's two moments
-    with claim(out, resume=resume, overwrite=overwrite, needs_bytes=2 * checkpoint_bytes):
+    with contextlib.ExitStack() as claimed:
+        problem = None
+        try:  # the checks each process makes before any work
+            check_memory(config, settings.batch_size, task.seq_len)
+            if resume and not has_checkpoint(out / CHECKPOINT_DIR):  # before making a folder
+                raise FileNotFoundError(f"no checkpoint to resume in {out} (it has no "
+                                        f"{CHECKPOINT_DIR}/); train one there first, without "
+                                        "--resume")  # fmt: skip
+            if out is not None and jax.process_index() == 0:  # only process 0 writes
+                checkpoint_bytes = 4 * 3 * count_params_of(config)  # params, Adam's moments
+                claimed.enter_context(claim(out, resume=resume, overwrite=overwrite,
+                                            needs_bytes=2 * checkpoint_bytes))  # fmt: skip
+        except (ValueError, OSError) as err:
+            problem = err
+        if jax.process_count() > 1:
+            all_ready(problem is None)  # so that no process waits for one that gave up
+        if problem is not None:
+            raise problem
         return _train(config, task, settings, out, resume, progress, callback)
 
 

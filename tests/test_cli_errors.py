@@ -78,7 +78,8 @@ def test_a_fresh_run_into_a_folder_that_holds_one_is_refused(run_dir, capsys):
                    "continue it or --overwrite to start over")  # fmt: skip
     assert (run_dir / "checkpoint" / "params.npz").read_bytes() == before
     assert main(["demo", "--steps", "5", "--out", str(run_dir), "--no-progress", *TINY]) == 2
-    one_line_error(capsys, "already holds a run")
+    one_line_error(capsys, "already holds a run (a checkpoint at step 20); pass --overwrite to "
+                   "train the demo again, or --out DIR")  # fmt: skip
 
 
 def test_overwrite_starts_over(tmp_path, capsys):

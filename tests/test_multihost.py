@@ -99,11 +99,19 @@ def on_two_processes(args: list[str], *extra: dict) -> list[tuple[int, str, str]
     return finish([start(TRAIN + args + hosts + [str(i)], **extra[i]) for i in range(2)])
 
 
-def test_processes_with_different_settings_refuse_to_train(tmp_path):
+def test_the_command_on_two_processes_trains_and_stops_together(tmp_path):
+    """`minitf train --coordinator` trains; a start-up check that fails on process 0 (the
+    folder now holds a run) stops both at once; so do different settings."""
     out = str(tmp_path / "run")
     runs = on_two_processes(["--steps", "50", "--out", out], {}, {})
     for code, _, err in runs:
         assert code == 0, err[-3000:]
+    assert "exact match on" in runs[0][1] and "process 1: trained 50 steps" in runs[1][1]
+    (code0, _, err0), (code1, _, err1) = on_two_processes(["--steps", "50", "--out", out],
+                                                          {}, {})  # fmt: skip
+    assert (code0, code1) == (2, 2)
+    assert "already holds a run" in err0
+    assert "process 0 could not start (see its output), so none of the processes" in err1
     port = free_port()
     hosts = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id"]
     runs = finish([start(TRAIN + ["--steps", "50", "--out", str(tmp_path / "other"),

@@ -113,9 +113,10 @@ def test_resume_refuses_different_settings(tmp_path):
     with pytest.raises(ValueError, match=r"other settings: d_model=32 \(now 64\);"):
         train(wider, TASK, steps=2, batch_size=8, lr=1e-3, seed=0, progress=False,
               out=tmp_path, resume=True)  # fmt: skip
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume in"):
         train(TINY, TASK, steps=2, batch_size=8, lr=1e-3, progress=False,
               out=tmp_path / "empty", resume=True)  # fmt: skip
+    assert not (tmp_path / "empty").exists()  # a mistyped --out leaves no folder behind
 
 
 def test_checkpoint_round_trip(tmp_path):
