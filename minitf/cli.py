@@ -253,7 +253,9 @@ def _start_processes(args: argparse.Namespace) -> None:
     if not args.coordinator or n is None or i is None:
         raise ValueError("training with several processes needs all three of --coordinator "
                          "HOST:PORT, --num-processes N and --process-id I")  # fmt: skip
-    if n < 1 or not 0 <= i < n:
+    if n < 1:
+        raise ValueError(f"--num-processes must be at least 1; got {n}")
+    if not 0 <= i < n:
         raise ValueError(f"--process-id must be from 0 to --num-processes - 1 ({n - 1}); "
                          f"got {i}")  # fmt: skip
     print(f"process {i} of {n}: waiting for all {n} processes at {args.coordinator}",
@@ -391,8 +393,8 @@ def _task_of(ckpt):
     try:
         return make_task(**ckpt.task)
     except ValueError as err:
-        raise ValueError(f"{ckpt.folder / 'config.json'}: its task can't be rebuilt: {err}") \
-            from None  # fmt: skip
+        where = ckpt.folder / "config.json" if ckpt.folder else "the checkpoint"
+        raise ValueError(f"{where}: its task can't be rebuilt: {err}") from None
 
 
 def run_eval(args: argparse.Namespace) -> int:

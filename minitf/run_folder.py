@@ -46,6 +46,8 @@ def claim(out: Path, *, resume: bool, overwrite: bool, needs_bytes: int = 0) -> 
     out.mkdir(parents=True, exist_ok=True)  # a file in the way: FileExistsError naming it
     lock = _take_lock(out)
     try:
+        for debris in out.glob(f".{METRICS}.tmp-*"):  # a killed write's; nobody else writes here
+            debris.unlink(missing_ok=True)
         free = shutil.disk_usage(out).free
         if free < needs_bytes:
             raise ValueError(

@@ -536,7 +536,7 @@ def _train(config: Config, task: Trainable, settings: TrainConfig, out: Path | N
     if done > start:
         record.plot()
     result = TrainResult(params, opt_state, record.history, time.perf_counter() - t_start,
-                         done, done < settings.steps, saved and saved.path)  # fmt: skip
+                         done, done < settings.steps, saved.path if saved else None)  # fmt: skip
     if ctrl_c and progress and jax.process_index() == 0:  # the `minitf` command says it itself
         tqdm.write(interrupted_message(result))
     return result

@@ -134,6 +134,9 @@ def test_json_is_never_half_written(tmp_path):
     done = run_python(code, "json-written#2")
     assert done.returncode == faults.KILLED, done.stderr[-2000:]
     assert json.loads(path.read_text(encoding="utf-8")) == {"history": {"step": [1, 2, 3]}}
+    assert len(list(tmp_path.glob(".metrics.json.tmp-*"))) == 1  # the killed write's temp
+    with claim(tmp_path, resume=True, overwrite=False):  # the next run in the folder
+        assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK, "metrics.json"]
 
 
 def test_resume_after_a_kill_between_the_renames_is_bit_identical(tmp_path):
