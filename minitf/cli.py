@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from minitf.course.commands import add_course_commands
+from minitf.explore.commands import add_commands as add_explore_commands
 
 # --- minitf bpe ------------------------------------------------------------------------
 
@@ -237,6 +238,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from minitf.explore.page import write_demo_page
     from minitf.lens import logit_lens
 
     start = time.perf_counter()
@@ -258,6 +260,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(lens.table(position=task.prompt_len - 1))
     if args.out is not None:
         _demo_figures(args.out, params, config, task, tokens, lens)
+        page = write_demo_page(args.out, params, config, task)
+        print(f"wrote {page}: open it in your browser to explore the model (works offline)")
     print(f"\ndone in {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -314,10 +318,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load(path: Path):
+    """A run folder, its checkpoint/ folder, or a GPT-2-format folder -> Checkpoint."""
+    from minitf import gpt2
     from minitf.train import CHECKPOINT_DIR, load_checkpoint
 
     if not (path / "config.json").exists() and (path / CHECKPOINT_DIR).is_dir():
         path = path / CHECKPOINT_DIR  # a run folder: use the checkpoint inside it
+    if gpt2.is_gpt2_folder(path):
+        return gpt2.load_as_checkpoint(path)
     return load_checkpoint(path)
 
 
@@ -427,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_course_commands(sub)  # the classroom wing: lesson, check, teacher, doctor
     add_train_commands(sub)
     add_lens_commands(sub)
+    add_explore_commands(sub)  # the interactive page and the GPT-2 export
     return parser
 
 
