@@ -34,7 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-VIEWPORT = {"width": 1500, "height": 1000}  # CSS pixels: a wide laptop or a projector
+VIEWPORT = {"width": 1500, "height": 1100}  # CSS pixels: a wide laptop or a projector
 
 
 def find_chromium() -> str | None:
@@ -98,18 +98,23 @@ def open_page(page, url: str) -> None:
     page.wait_for_selector("body[data-ready=true]", timeout=15_000)
 
 
-def screenshot(html_path: str | os.PathLike, png_path: str | os.PathLike) -> Path:
-    """Open a page written by `minitf explore` and save a PNG of its first screen."""
+def screenshot(html_path: str | os.PathLike, png_path: str | os.PathLike, *, page=None) -> Path:
+    """Open a page written by `minitf explore` and save a PNG of its first screen, with
+    the selected lens cell's tooltip showing. Uses `page` (from `browser_page`) if given."""
     html_path, png_path = Path(html_path).resolve(), Path(png_path)
-    with browser_page() as page:
-        open_page(page, html_path.as_uri())
-        cell = page.locator("#lens-grid td.cell.sel")  # show the tooltip of the selected cell
-        if cell.count():
-            cell.first.hover()
-        png_path.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(png_path), full_page=False)
-        if page.minitf_errors or page.minitf_blocked:
-            raise RuntimeError(f"the page misbehaved: {page.minitf_errors + page.minitf_blocked}")
+    if page is None:
+        with browser_page() as fresh:
+            return screenshot(html_path, png_path, page=fresh)
+    page.minitf_errors.clear()
+    page.minitf_blocked.clear()
+    open_page(page, html_path.as_uri())
+    cell = page.locator("#lens-grid td.cell.sel")
+    if cell.count():
+        cell.first.hover()
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(png_path), full_page=False)
+    if page.minitf_errors or page.minitf_blocked:
+        raise RuntimeError(f"the page misbehaved: {page.minitf_errors + page.minitf_blocked}")
     return png_path
 
 

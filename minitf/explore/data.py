@@ -114,8 +114,14 @@ def encode_input(
 # --- one input -----------------------------------------------------------------------------
 
 
+def _exact(x) -> list:
+    """A float32 array as nested lists of Python floats holding exactly its values, so the
+    page rounds the very numbers Python has (rounding twice could differ in the last digit)."""
+    return np.asarray(x, dtype=np.float32).astype(np.float64).tolist()
+
+
 def _rounded(x, digits: int) -> list:
-    """A float array as nested lists of rounded Python floats (smaller JSON)."""
+    """Nested lists of rounded floats, for what the page only draws (map positions)."""
     return np.round(np.asarray(x, dtype=np.float64), digits).tolist()
 
 
@@ -132,10 +138,10 @@ def lens_view(result: LensResult) -> dict:
     return {
         "name": result.name,
         "top_ids": top_ids.tolist(),
-        "top_probs": _rounded(top_probs, 6),
+        "top_probs": _exact(top_probs),
         "final": final.tolist(),
         "rank": rank.tolist(),
-        "kl": _rounded(np.maximum(result.kl_to_final(), 0.0), 5),  # (L+1, T); -0.0 -> 0
+        "kl": _exact(np.maximum(result.kl_to_final(), 0.0)),  # (L+1, T); -0.0 -> 0
     }
 
 
@@ -150,7 +156,7 @@ def attention_view(params: Params, config: Config, ids: list[int]) -> list:
     """[layer][head][query t] -> the weights on keys 0..t (the causal part only)."""
     patterns = np.asarray(attention_patterns(params, jnp.asarray(ids), config))  # (L, H, T, T)
     T = len(ids)
-    return [[[_rounded(head[t, : t + 1], 5) for t in range(T)] for head in layer]
+    return [[[_exact(head[t, : t + 1]) for t in range(T)] for head in layer]
             for layer in patterns]  # fmt: skip
 
 
@@ -169,8 +175,8 @@ def attribution_view(
         for token_id in candidates:
             got = direct_logit_attribution(params, config, ids, token_id, t, tokenizer=tokenizer)
             labels = got.labels
-            row.append({"id": token_id, "values": _rounded(got.values, 4),
-                        "logit": round(got.logit, 4)})  # fmt: skip
+            row.append({"id": token_id, "values": _exact(got.values),
+                        "logit": got.logit})  # fmt: skip
         views.append(row)
     return labels, views
 
@@ -249,7 +255,7 @@ def vocabulary(params: Params, config: Config, tokenizer: Any, focus=()) -> dict
         "xy": _rounded(coords[shown], 4),
         "explained": _rounded(explained, 4),
         "neighbours": near.tolist(),
-        "neighbour_cos": _rounded(near_cos, 3),
+        "neighbour_cos": _exact(near_cos),
         "total": n,
         "tokens": token_labels(tokenizer, [*shown.tolist(), *near.ravel().tolist()]),
     }
@@ -316,5 +322,6 @@ def page_data(
         "vocab": vocabulary(params, config, tokenizer, focus),
         "inputs": analyses,
         "serve": False,
-        "hint": hint,
+        "hint": hint or "Type your own inputs: minitf explore CKPT --serve (CKPT: this "
+        "model's checkpoint folder)",
     }

@@ -5,7 +5,9 @@ learner at a time, so no web framework is needed.
 
     GET  /              the page (the same file `minitf explore` writes, with a text box)
     POST /api/analyze   {"text": "..."} -> the input's analysis (minitf.explore.data.analyze),
-                        or {"error": "one sentence"} with status 400 for bad input
+                        or {"error": "one sentence"} for input the model can't read (still
+                        status 200: the request worked, and the browser's console stays
+                        clean); a malformed request gets status 400
 
 The server listens on 127.0.0.1 only (never on the network), answers only requests
 addressed to that host (so another web page can't reach it through a renamed host), and
@@ -119,7 +121,7 @@ def make_server(
             try:
                 self._json(200, answer(text))
             except ValueError as err:  # bad input: the one sentence the library wrote
-                self._json(400, {"error": str(err).splitlines()[0]})
+                self._json(200, {"error": str(err).splitlines()[0]})
             except Exception as err:  # a bug: one line in the page, the details in the terminal
                 traceback.print_exc()
                 self._json(500, {"error": f"the server failed on this input "

@@ -184,14 +184,15 @@
         " ranks " + (lens.rank[row][t] + 1) + " here" }),
       el("p", { class: "tip-kl", text: "KL to the final layer: " + fixed3(lens.kl[row][t]) + " nats" }));
     tip.hidden = false;
-    // place it below the cell, inside the section
+    // below the grid, under the cell's column: it never hides another cell of the grid
     const section = $("lens-view").getBoundingClientRect();
     const box = cell.getBoundingClientRect();
+    const grid = $("lens-grid").getBoundingClientRect();
     let left = box.left - section.left;
     const width = tip.offsetWidth;
     if (left + width > section.width) left = Math.max(0, section.width - width);
     tip.style.left = left + "px";
-    tip.style.top = (box.bottom - section.top + 4) + "px";
+    tip.style.top = (grid.bottom - section.top + 4) + "px";
   }
   function hideTip() { $("lens-tooltip").hidden = true; }
 
