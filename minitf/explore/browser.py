@@ -99,8 +99,9 @@ def open_page(page, url: str) -> None:
 
 
 def screenshot(html_path: str | os.PathLike, png_path: str | os.PathLike, *, page=None) -> Path:
-    """Open a page written by `minitf explore` and save a PNG of its first screen, with
-    the selected lens cell's tooltip showing. Uses `page` (from `browser_page`) if given."""
+    """Open a page written by `minitf explore` and save a PNG of its first screen, with the
+    tooltip of the lens cell one layer below the output at the selected position showing
+    (where the answer is still forming). Uses `page` (from `browser_page`) if given."""
     html_path, png_path = Path(html_path).resolve(), Path(png_path)
     if page is None:
         with browser_page() as fresh:
@@ -108,9 +109,9 @@ def screenshot(html_path: str | os.PathLike, png_path: str | os.PathLike, *, pag
     page.minitf_errors.clear()
     page.minitf_blocked.clear()
     open_page(page, html_path.as_uri())
-    cell = page.locator("#lens-grid td.cell.sel")
-    if cell.count():
-        cell.first.hover()
+    below_output = page.locator("#lens-grid tr.sel-row + tr td.cell.sel-col")
+    if below_output.count():
+        below_output.first.hover()
     png_path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(png_path), full_page=False)
     if page.minitf_errors or page.minitf_blocked:

@@ -187,7 +187,7 @@
     // below the grid, under the cell's column: it never hides another cell of the grid
     const section = $("lens-view").getBoundingClientRect();
     const box = cell.getBoundingClientRect();
-    const grid = $("lens-grid").getBoundingClientRect();
+    const grid = $("colorbar").getBoundingClientRect();  // the grid, then its colour bar
     let left = box.left - section.left;
     const width = tip.offsetWidth;
     if (left + width > section.width) left = Math.max(0, section.width - width);
@@ -512,6 +512,7 @@
   function serveForm() {
     if (!DATA.serve) {
       $("static-hint").textContent = DATA.hint || "";
+      document.body.classList.add("static");
       return;
     }
     const form = $("input-form");
