@@ -162,6 +162,14 @@ def test_export_opens_in_transformers_with_the_same_logits(tmp_path: Path, tied:
     ours = np.asarray(forward(params, tokens, config))  # (3, T, V)
     np.testing.assert_allclose(theirs, ours, atol=1e-5, rtol=0)
     assert hf.config.tie_word_embeddings == tied
+    # in float64 the two compute the very same function: what is left is float32 rounding
+    with torch.no_grad():
+        theirs64 = hf.double()(torch.tensor(tokens)).logits.numpy()  # (3, T, V)
+    with jax.enable_x64(True):
+        params64 = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+        ours64 = np.asarray(forward(params64, tokens, config))  # (3, T, V) float64
+    assert ours64.dtype == np.float64
+    np.testing.assert_allclose(theirs64, ours64, atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("tied", [True, False])
