@@ -298,14 +298,21 @@ def page_data(
     params: Params,
     config: Config,
     tokenizer: Any,
-    inputs: list[str],
+    inputs: list[str] | None = None,
     *,
-    task: Task | None = None,
+    task: Task | dict | None = None,
     tuned: TunedLens | None = None,
     title: str | None = None,
     hint: str | None = None,
 ) -> dict:
-    """Everything one page holds: the model, the vocabulary map and every input's analysis."""
+    """Everything one page holds: the model, the vocabulary map and every input's analysis.
+
+    `task` is the toy task (a Task, or its spec as checkpoints store it: {"name":
+    "addition", "digits": 3, ...}): its prompts are completed with the model's answers,
+    and without `inputs` the page shows a few of its test problems.
+    """
+    task = toy_task(task)
+    inputs = default_inputs(task) if inputs is None else list(inputs)
     if not inputs:
         raise ValueError("give the page at least one input to show")
     analyses = [analyze(params, config, tokenizer, text, task=task, tuned=tuned) for text in inputs]

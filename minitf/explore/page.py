@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from minitf.explore.data import default_inputs, page_data, toy_task
+from minitf.explore.data import page_data
 from minitf.model import Config, Params
 from minitf.tasks import Task
 from minitf.tuned_lens import TunedLens
@@ -93,18 +93,12 @@ def write_page(
     title: str | None = None,
     hint: str | None = None,
 ) -> Path:
-    """Compute the page's data for `inputs` and write the page to `path`.
-
-    `task` is the toy task (a Task, or its spec as checkpoints store it: {"name":
-    "addition", "digits": 3, ...}): its prompts are completed with the model's answers,
-    and without `inputs` the page shows a few of its test problems. `tuned` adds the
-    tuned-lens switch.
+    """Compute the page's data for `inputs` (see `page_data`: a toy task's prompts get
+    the model's answers) and write the page to `path`. `tuned` adds the tuned-lens switch.
     """
     path = Path(path)
     check_writable(path)  # before the work, so a bad --out fails at once
-    toy = toy_task(task)
-    texts = default_inputs(task) if inputs is None else list(inputs)
-    data = page_data(params, config, tokenizer, texts, task=toy, tuned=tuned, title=title,
+    data = page_data(params, config, tokenizer, inputs, task=task, tuned=tuned, title=title,
                      hint=hint)  # fmt: skip
     return write_html(path, render(data))
 

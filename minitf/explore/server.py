@@ -22,7 +22,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from minitf.explore.data import analyze, default_inputs, page_data, toy_task
+from minitf.explore.data import analyze, page_data, toy_task
 from minitf.explore.page import render
 from minitf.model import Config, Params
 from minitf.tasks import Task
@@ -49,10 +49,9 @@ def make_server(
     """
     if not 0 <= port <= 65535:
         raise ValueError(f"--port must be 0..65535 (0: any free port); got {port}")
-    toy = toy_task(task)
-    texts = default_inputs(task) if inputs is None else list(inputs)
-    data = page_data(params, config, tokenizer, texts, task=toy, tuned=tuned, title=title)
+    data = page_data(params, config, tokenizer, inputs, task=task, tuned=tuned, title=title)
     data["serve"] = True
+    toy = toy_task(task)
     page = render(data).encode("utf-8")
     lock = threading.Lock()  # one analysis at a time: the model is not shared work
 
