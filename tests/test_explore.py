@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -170,7 +171,7 @@ def test_the_page_is_one_self_contained_file(params, tmp_path):
     assert GENERATOR in page and page.count("<script") == 2  # the data and the script, inline
     assert "<link" not in page and " src=" not in page and "@import" not in page
     # the only URL is the SVG namespace (a name, never fetched)
-    assert {m for m in __import__("re").findall(r"https?://[^\s\"')]+", page)} == {
+    assert {m for m in re.findall(r"https?://[^\s\"')]+", page)} == {
         "http://www.w3.org/2000/svg"}
     assert path.stat().st_size < 2_000_000
     data = json.loads(page.split('id="minitf-data">')[1].split("</script>")[0])
@@ -351,3 +352,10 @@ def test_serve_command_stops_cleanly_on_ctrl_c(run_dir):
         proc.kill()
     assert proc.returncode == 0 and "stopped the explore server" in out
     assert "Traceback" not in err
+
+
+def test_a_port_in_use_is_one_sentence(server, params):
+    from minitf.explore.server import make_server
+
+    with pytest.raises(ValueError, match="pick another port with --port N"):
+        make_server(params, CONFIG, TASK.tokenizer, ["1+2"], port=server.server_port)

@@ -98,7 +98,7 @@ def grid_cells(page) -> dict[tuple[int, int], str]:
     return {(row, t): text for row, t, text in cells}
 
 
-def assert_grid_is_the_python_lens(page, lens) -> None:
+def assert_grid_is_the_python_lens(page, lens, tokenizer=TOK) -> None:
     n_rows, T, _ = lens.log_probs.shape
     cells = grid_cells(page)
     assert len(cells) == n_rows * T
@@ -106,7 +106,7 @@ def assert_grid_is_the_python_lens(page, lens) -> None:
     for row in range(n_rows):
         for t in range(T):
             ids, _ = lens.top_k(1, t)
-            assert cells[row, t] == display_token(TOK, ids[row, 0]), (row, t)
+            assert cells[row, t] == display_token(tokenizer, ids[row, 0]), (row, t)
             assert ids[row, 0] == top1[row, t]
 
 
@@ -252,3 +252,26 @@ def test_serve_mode_answers_typed_input(browser, model):
 def test_screenshot_writes_a_png(browser, page_file, tmp_path):
     png = screenshot(page_file, tmp_path / "explore.png", page=browser)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_a_bpe_model_shows_readable_pieces(browser, tmp_path):
+    """A text model without a task: inputs read as typed, BPE pieces with visible spaces."""
+    from minitf.bpe import Tokenizer
+    from minitf.model import Config, init_params
+
+    tok = Tokenizer.train("the sea horse swims in the sea; the sea horse sleeps " * 20, 270,
+                          pattern="gpt2")  # fmt: skip
+    config = Config(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=16, d_mlp=32,
+                    max_len=32)  # fmt: skip
+    params = init_params(config, jax.random.key(0))
+    path = write_page(tmp_path / "text.html", params, config, tok, ["the sea horse 🐠"])
+    browser.minitf_errors.clear()
+    open_page(browser, path.as_uri())
+    ids = tok.encode("the sea horse 🐠")
+    chips = browser.locator("#token-chips .chip .tok").all_inner_texts()
+    assert chips == [display_token(tok, i) for i in ids] and "␣sea" in chips
+    assert any("<0x" in c for c in chips)  # the fish's bytes, split across tokens
+    assert browser.get_attribute("#token-chips button[aria-pressed=true]", "data-pos") == str(
+        len(ids) - 1)  # no prompt: the last token is selected
+    assert_grid_is_the_python_lens(browser, logit_lens(params, config, ids), tok)
+    assert browser.minitf_errors == [] and browser.minitf_blocked == []

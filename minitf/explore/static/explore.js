@@ -154,6 +154,13 @@
     const next = el("tr", { class: "next" }, el("th", { scope: "row", class: "layer", text: "next in input" }),
       ...a.ids.map((_, t) => el("td", { class: "tok", text: t + 1 < T ? label(a.ids[t + 1]) : "" })));
     grid.replaceChildren(el("thead", {}, head), el("tbody", {}, ...rows, next));
+    // a long input: scroll the grid sideways so the selected column is in view
+    const box = grid.parentElement;
+    const column = grid.querySelector("thead th.sel-col");
+    if (column && (column.offsetLeft < box.scrollLeft ||
+                   column.offsetLeft + column.offsetWidth > box.scrollLeft + box.clientWidth)) {
+      box.scrollLeft = column.offsetLeft - box.clientWidth / 2;
+    }
 
     const tunedRadio = $("tuned-radio");
     tunedRadio.disabled = !DATA.has_tuned;
