@@ -359,3 +359,18 @@ def test_a_port_in_use_is_one_sentence(server, params):
 
     with pytest.raises(ValueError, match="pick another port with --port N"):
         make_server(params, CONFIG, TASK.tokenizer, ["1+2"], port=server.server_port)
+
+
+def test_a_vocabulary_padded_past_the_tokenizer_shows_ids():
+    from minitf.chars import CharTokenizer
+    from minitf.model import Config, init_params
+
+    tok = CharTokenizer("ab")
+    config = Config(vocab_size=6, n_layer=1, n_head=1, d_model=8, d_mlp=8, max_len=4)
+    p = init_params(config, jax.random.key(0))
+    data = explore_data.page_data(p, config, tok, ["ab"])
+    labels = data["inputs"][0]["tokens"]
+    assert labels["0"] == "a" and all(labels[str(i)] == f"[{i}]" for i in range(2, 6) if
+                                      str(i) in labels)  # fmt: skip
+    assert len(labels) > 2  # the lens ranks the padding rows too
+    assert data["vocab"]["ids"] == [0, 1]  # the map shows the tokenizer's tokens only

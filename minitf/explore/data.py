@@ -161,7 +161,7 @@ def attention_view(params: Params, config: Config, ids: list[int]) -> list:
 
 
 def attribution_view(
-    params: Params, config: Config, ids: list[int], final_top: np.ndarray, tokenizer: Any
+    params: Params, config: Config, ids: list[int], final_top: np.ndarray
 ) -> tuple[list[str], list[list[dict]]]:
     """Per position, the direct logit attribution of each candidate token: the model's
     likeliest tokens there (`final_top` (T, k), best first) and the token that really
@@ -173,7 +173,7 @@ def attribution_view(
             candidates.append(ids[t + 1])
         row = []
         for token_id in candidates:
-            got = direct_logit_attribution(params, config, ids, token_id, t, tokenizer=tokenizer)
+            got = direct_logit_attribution(params, config, ids, token_id, t)
             labels = got.labels
             row.append({"id": token_id, "values": _exact(got.values),
                         "logit": got.logit})  # fmt: skip
@@ -198,7 +198,7 @@ def analyze(
         lenses["tuned"] = lens_view(logit_lens(params, config, ids, tokenizer=tokenizer,
                                                tuned=tuned))  # fmt: skip
     final_top = np.asarray(lenses["logit"]["top_ids"][-1])  # (T, k): the model's own top k
-    components, attribution = attribution_view(params, config, ids, final_top, tokenizer)
+    components, attribution = attribution_view(params, config, ids, final_top)
     analysis = {
         "text": text,
         "shown": tokenizer.decode(ids),
@@ -225,8 +225,10 @@ def _ids_in(analysis: dict) -> set[int]:
 
 
 def token_labels(tokenizer: Any, ids) -> dict[str, str]:
-    """{id: the token as the lens tables show it ('␣the', '<0xF0>')}, ids as JSON keys."""
-    return {str(i): display_token(tokenizer, i) for i in sorted(set(ids))}
+    """{id: the token as the lens tables show it ('␣the', '<0xF0>')}, ids as JSON keys.
+    Rows the tokenizer has no token for (a vocabulary padded to a round size) show '[id]'."""
+    known = tokenizer.vocab_size if tokenizer is not None else 0
+    return {str(i): display_token(tokenizer if i < known else None, i) for i in sorted(set(ids))}
 
 
 # --- the vocabulary ------------------------------------------------------------------------
