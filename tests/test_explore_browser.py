@@ -26,19 +26,19 @@ from minitf.tasks import addition, config_for
 from minitf.tuned_lens import train_tuned_lens
 
 
-def _need(what: str, missing: bool) -> None:
+def _need(what: str, missing: bool, fix: str) -> None:
     if missing:
-        message = f"{what} is not installed (apt-get install chromium; pip install playwright)"
+        message = f"{what} is not installed ({fix}), so the browser tests can't run"
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the browser tests: {message}")
-        pytest.skip(message)
+        pytest.skip(message, allow_module_level=True)
 
 
 try:
     import playwright  # noqa: F401
 except ImportError:
-    _need("playwright", True)
-_need("a Chromium browser", find_chromium() is None)
+    _need("playwright", True, 'pip install -e ".[dev]"')
+_need("Chromium", find_chromium() is None, "apt-get install chromium")
 
 TASK = addition(2)
 SPEC = {"name": TASK.name, **TASK.spec}

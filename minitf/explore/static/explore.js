@@ -113,7 +113,7 @@
       type: "button", class: "chip" + (a.prompt_len && t >= a.prompt_len ? " answer" : ""),
       "aria-pressed": String(t === state.position), "data-pos": t, "data-focus-key": "chip-" + t,
       "aria-label": "position " + t + ": " + label(id),
-      onclick: () => select({ position: t, candidate: null }),
+      onclick: () => select({ position: t, candidate: null, focusCell: null }),
     }, el("span", { class: "tok", text: label(id) }), el("span", { class: "pos", text: String(t) })));
     $("token-chips").replaceChildren(...chips);
   }
@@ -317,8 +317,10 @@
         scope: "row", class: "q", "data-q": t, text: label(qid), tabindex: "0", "data-focus-key": "query-" + t,
         "aria-label": "query " + label(qid) + " (position " + t + ")",
         onmouseenter: () => setQuery(t), onfocus: () => setQuery(t),
-        onclick: () => select({ position: t, query: null, candidate: null }),
-        onkeydown: (ev) => { if (ev.key === "Enter") select({ position: t, query: null, candidate: null }); },
+        onclick: () => select({ position: t, query: null, candidate: null, focusCell: null }),
+        onkeydown: (ev) => {
+          if (ev.key === "Enter") select({ position: t, query: null, candidate: null, focusCell: null });
+        },
       })];
       for (let s = 0; s < T; s++) {
         const w = weight(a, l, h, t, s);
