@@ -30,6 +30,7 @@ from minitf.tokens import TokenizerLike
 from minitf.words import WordTokenizer
 
 FORMAT = "minitf-checkpoint-1"  # written into config.json; a folder without it is foreign
+CHECKPOINT_DIR = "checkpoint"  # a training run's folder keeps its checkpoint in here
 
 
 @dataclasses.dataclass

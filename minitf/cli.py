@@ -6,6 +6,8 @@
     sample   continue a prompt with a checkpoint
     lens     the logit lens of a checkpoint on one text
     bpe      train a byte-level BPE tokenizer on a file, or show how one splits a text
+    explore  an offline page to explore a model in the browser; export: to GPT-2's format
+             (minitf/explore/commands.py)
     lesson, check, teacher, doctor   the course (minitf/course/commands.py)
 
 Every subcommand has `--help`, a `--seed` where anything is random, and defaults that
@@ -26,14 +28,17 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from minitf import gpt2
 from minitf.bpe import Tokenizer
-from minitf.checkpoint import load_checkpoint, write_json
+from minitf.checkpoint import write_json
 from minitf.course.commands import add_course_commands
 from minitf.devices import setup_compilation
+from minitf.explore.commands import add_commands as add_explore_commands
+from minitf.explore.page import write_demo_page
 from minitf.lens import logit_lens
 from minitf.sample import generate
 from minitf.tasks import EVAL_SEED, TASKS, config_for, make_task, train_defaults
-from minitf.train import CHECKPOINT_DIR, TrainConfig, train
+from minitf.train import TrainConfig, train
 
 DEMO_TASK = {"name": "addition", "digits": 3, "reverse_answer": False}  # as people write sums
 MODEL_FLAGS = ("n_layer", "n_head", "d_model", "d_mlp")  # Config fields with a flag each
@@ -46,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="minitf", description="minitf: a small transformer in JAX to learn from."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_demo, add_train, add_eval, add_sample, add_lens, add_bpe, add_course_commands):
+    for add in (add_demo, add_train, add_eval, add_sample, add_lens, add_bpe,
+                add_explore_commands, add_course_commands):  # fmt: skip
         add(sub)
     return parser
 
@@ -137,6 +143,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print(lens.table(position=task.prompt_len - 1))
     if args.out is not None:
         _demo_figures(args.out, params, config, task, tokens, lens)
+        page = write_demo_page(args.out, params, config, task)
+        print(f"wrote {page}: open it in your browser to explore the model (works offline)")
     print(f"\ndone in {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -259,15 +267,8 @@ def add_lens(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_lens)
 
 
-def _load(path: Path):
-    """A checkpoint from a run folder (its checkpoint/ inside) or a checkpoint folder."""
-    if not (path / "config.json").exists() and (path / CHECKPOINT_DIR).is_dir():
-        path = path / CHECKPOINT_DIR
-    return load_checkpoint(path)
-
-
 def run_eval(args: argparse.Namespace) -> int:
-    ckpt = _load(args.checkpoint)
+    ckpt = gpt2.load_model(args.checkpoint)
     if not ckpt.task:
         raise ValueError(f"{args.checkpoint} records no task, so there is nothing to evaluate")
     task = make_task(**ckpt.task)
@@ -281,7 +282,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    ckpt = _load(args.checkpoint)
+    ckpt = gpt2.load_model(args.checkpoint)
     if ckpt.tokenizer is None:
         raise ValueError(f"{args.checkpoint} has no tokenizer, so a text prompt can't be read")
     prompt_ids = ckpt.tokenizer.encode(args.prompt)
@@ -298,7 +299,7 @@ def run_sample(args: argparse.Namespace) -> int:
 def run_lens(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
-    ckpt = _load(args.checkpoint)
+    ckpt = gpt2.load_model(args.checkpoint)
     if ckpt.tokenizer is None:
         raise ValueError(f"{args.checkpoint} has no tokenizer, so TEXT can't be encoded")
     if not args.text:

@@ -57,6 +57,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from minitf.checkpoint import (
+    CHECKPOINT_DIR,
     Checkpoint,
     load_checkpoint,
     save_checkpoint,
@@ -82,7 +83,6 @@ __all__ = [
     "train",
 ]
 
-CHECKPOINT_DIR = "checkpoint"  # train(out=...) writes out/checkpoint/, out/metrics.json, ...
 
 
 @dataclasses.dataclass(frozen=True)
