@@ -198,14 +198,17 @@ def traps(borrowed: tuple[str, ...], namespace: dict | None = None) -> Iterator[
                 called.append(_path)
                 raise BorrowedAnswer(f"{_path} is minitf's own answer to this exercise")
 
-            holders = [owner] + [m for m in list(sys.modules.values()) if m is not owner]
-            for holder in holders:
+            # the owner itself (for a method: the class, keeping a classmethod's wrapper)
+            raw = vars(owner).get(name, original) if isinstance(owner, type) else original
+            setattr(owner, name, trap)
+            patched.append((owner, name, raw))
+            for holder in list(sys.modules.values()):  # re-exports, `from x import f` copies
                 try:
                     items = list(vars(holder).items())
                 except TypeError:
                     continue
                 for key, value in items:
-                    if value is original:
+                    if value is original and holder is not owner:
                         try:
                             setattr(holder, key, trap)
                         except (AttributeError, TypeError):  # a read-only extension module
