@@ -18,8 +18,10 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
     """Write `data` to `path` through a temp file + rename (text as UTF-8); return `path`."""
     path = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644  # mkstemp's is 0o600
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()

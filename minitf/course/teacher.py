@@ -165,9 +165,10 @@ def find_submissions(student: Path, numbers: list[int]) -> dict[int, Path]:
     return found
 
 
-def _grade_file(student: str, number: int, path: Path | None, stored: dict,
-                limits: sandbox.Limits, cpu: int) -> tuple[list[hidden.ExerciseGrade], bool]:
-    """The grades of one student's file for one lesson (None: nothing handed in)."""
+def grade_file(path: Path | None, number: int, stored: dict, limits: sandbox.Limits,
+               cpu: int = 0) -> tuple[list[hidden.ExerciseGrade], bool]:
+    """The grades of one file for lesson `number` on its `stored` hidden cases (`path`
+    None: nothing handed in), and whether it ran with its file system closed off."""
     checks = dict(course_check.load_checks(number))
     exercises = stored["exercises"]
     gradings = {n: hidden.grading_of(checks[n]) if n in checks else None for n in exercises}
@@ -224,7 +225,7 @@ def grade(submissions: Path, out: Path | None = None, tests: Path | None = None,
 
     def one(i_task: tuple[int, tuple]) -> tuple[list[hidden.ExerciseGrade], bool]:
         i, (student, number, path) = i_task
-        result = _grade_file(student, number, path, stored[number], limits, cpu=i % jobs)
+        result = grade_file(path, number, stored[number], limits, cpu=i % jobs)
         if progress:
             got = sum(g.score for g in result[0])
             print(f"  {student} lesson {number}: {got:g}/{sum(g.points for g in result[0]):g}",
