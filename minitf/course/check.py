@@ -5,14 +5,27 @@ A lesson's checks live in `lessons/checks/NN_checks.py` as functions
 returning, fails by raising AssertionError with a hint (never the expected value), and
 the learner has not started when their function raises NotImplementedError.
 
+Each check also declares, right above it, how its exercise is graded for a class: points
+and a generator of hidden cases, compared with the lesson's own solution (see
+`minitf.course.hidden` for the fields):
+
+    @graded(points=1, cases=lambda rng: [(int(T),) for T in rng.integers(1, 16, size=4)],
+            hint="True on and below the diagonal", borrowed=("minitf.model.causal_mask",))
+    def check_causal_mask(module) -> None:
+        ...
+
+A new exercise needs both: `tests/test_grading.py` fails for an exercise without
+`@graded`, and checks that the solution earns every point.
+
 The learner's file (`.py` or `.ipynb`) is not run as a whole: that would train models and
 draw figures. It is parsed with `ast`, and only the top-level imports, function and class
 definitions and constant assignments (an UPPER_CASE name, or a literal value) are
-executed, in quick mode. So exercises must be top-level functions that take what they
-need as arguments.
+executed, in quick mode; a notebook cell by cell, so errors name "cell 7, line 3". So
+exercises must be top-level functions that take what they need as arguments. An exercise
+whose function uses minitf's own answer fails (`minitf.course.borrowed`).
 
-Left out: sandboxing and time limits. Learner code runs in this process, as it does when
-they run their own notebook.
+Here learner code runs in this process, as it does when they run their own notebook;
+grading a class runs each submission in a sandbox (`minitf.course.sandbox`).
 """
 
 from __future__ import annotations
