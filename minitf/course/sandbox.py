@@ -10,9 +10,9 @@ only fakes its own answers. The child:
   process with JAX reserves about 1.6 GB of address space of which ~0.4 GB is used, so
   the default 4096 MB leaves ~2.5 GB for the student), CPU seconds (RLIMIT_CPU), the size
   of any file it writes (RLIMIT_FSIZE), no core dumps, and one CPU core;
-- imports what the lesson and the submission need, then (on Linux with Landlock) gives
-  up reading anything but Python's own folders and writing anything but its temp folder,
-  opening TCP connections and signalling other processes (`minitf.course.landlock`);
+- imports what the lesson needs, then (on Linux with Landlock) gives up reading anything
+  but Python's own folders and writing anything but its temp folder, opening TCP
+  connections and signalling other processes (`minitf.course.landlock`);
 - runs in a fresh temp folder (its cwd, HOME and TMPDIR), on the CPU only;
 - executes only the submission's definitions (imports, functions, classes, constants;
   see `minitf.course.check.definition_parts`), never its other top-level code;
@@ -28,7 +28,6 @@ a segfault) costs only the exercise it was running.
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import selectors
@@ -275,27 +274,13 @@ def _readable_roots() -> list[Path]:
     return roots + [course.lessons_dir()]
 
 
-def _preimport(tree_body: list[ast.stmt]) -> None:
-    """Import what the submission imports at top level, before the file system closes."""
-    import importlib
-
-    for node in tree_body:
-        names = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names = [node.module]
-        for name in names:
-            try:
-                importlib.import_module(name)
-            except BaseException:  # noqa: BLE001, S110 - it fails again, and is reported, at load
-                pass
-
-
 def child_main(job_dir: Path, fd: int) -> int:
     """The child: limit itself, import, close the file system, load the file, run."""
     job = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
     events = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+    # `python -m` put the work folder on sys.path: `import submitted` would run the whole file
+    work = job_dir / "work"
+    sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != work.resolve()]
 
     def send(**event: Any) -> None:
         events.write(json.dumps(event) + "\n")
@@ -319,8 +304,6 @@ def child_main(job_dir: Path, fd: int) -> int:
     except (ValueError, FileNotFoundError) as err:
         send(event="load_error", message=f"your file could not be read: {err}")
         return 0
-    _preimport([node for _, tree in parts for node in tree.body])
-    work = job_dir / "work"
     os.environ.update(HOME=str(work), TMPDIR=str(work))
     tempfile.tempdir = str(work)
     isolated = landlock.restrict(read=_readable_roots() + [job_dir],
