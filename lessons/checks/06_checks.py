@@ -58,7 +58,7 @@ def _block_case(rng: np.random.Generator) -> tuple:
         compare=close(atol=1e-4, rtol=1e-4),
         hint="add both outputs to the stream (resid + ...), normalize before each part with "
         "its own norm (ln1, ln2), and apply the causal mask",
-        borrowed=("minitf.model.forward",))
+        borrowed=("minitf.model.block", "minitf.model.forward"))
 def check_block(module) -> None:
     for seed, config in enumerate(CONFIGS[1:2]):
         params = jax.jit(model.init_params, static_argnums=0)(config, jax.random.key(seed))

@@ -74,7 +74,7 @@ def check_add_embedding_row(module) -> None:
 
 @graded(points=1, cases=lambda rng: [_keep_case(rng) for _ in range(4)], compare=equal,
         hint="the listed rows pass through unchanged, every other row becomes zero",
-        borrowed=("minitf.surgery.make_optimizer", "minitf.surgery._keep_rows"))
+        borrowed=("minitf.surgery.freeze_all_but_rows", "minitf.surgery._keep_rows"))
 def check_keep_only_rows(module) -> None:
     rng = np.random.default_rng(1)
     params = {"embed": rng.normal(size=(V, D)), "other": rng.normal(size=(3,))}
