@@ -176,6 +176,8 @@ def test_teacher_export_and_grade(tmp_path: Path) -> None:
     assert (export / "hidden_tests" / "secret.key").is_file()
     assert not (export / "hidden_tests" / "01_checks.py").exists()
     assert not list((export / "release").rglob("*.npz"))
+    for private in ("hidden_tests", "source"):  # they hold the expected outputs
+        assert (export / private).stat().st_mode & 0o077 == 0
     # two students: one hands in the solution, one the untouched release
     good = export / "submitted" / "alice" / stem
     good.mkdir(parents=True)

@@ -74,7 +74,11 @@ def export(numbers: list[int], to: Path, *, secret: str | None = None,
            secret_file: Path | None = None, gradescope: bool = False) -> list[Path]:
     """Write source and release notebooks and hidden cases for the given lessons."""
     to = output_folder(Path(to), "--to")
-    tests = output_folder(to / "hidden_tests", "--to")
+    # what holds expected outputs is for the teacher's eyes only (owner-only folders)
+    private = [to / "hidden_tests", to / "source"] + ([to / "gradescope"] if gradescope else [])
+    for folder in private:
+        output_folder(folder, "--to").chmod(0o700)
+    tests = to / "hidden_tests"
     key = hidden.read_secret(secret, secret_file or tests / "secret.key")
     written = []
     for number in numbers:
@@ -99,7 +103,7 @@ def export(numbers: list[int], to: Path, *, secret: str | None = None,
         if gradescope:
             from minitf.course.gradescope import write_autograder
 
-            zip_path = output_folder(to / "gradescope", "--to") / f"{path.stem}.zip"
+            zip_path = to / "gradescope" / f"{path.stem}.zip"
             written.append(write_autograder(zip_path, number, cases))
     (to / "submitted").mkdir(exist_ok=True)
     written.append(write_atomic(to / "README.md", _README))
