@@ -6,6 +6,8 @@
     sample   continue a prompt with a checkpoint
     lens     the logit lens of a checkpoint on one text
     bpe      train a byte-level BPE tokenizer on a file, or show how one splits a text
+    explore  an offline page to explore a model in the browser; export: to GPT-2's format
+             (minitf/explore/commands.py)
     lesson, check, teacher, doctor   the course (minitf/course/commands.py)
 
 Every subcommand has `--help`, a `--seed` where anything is random, and defaults that
@@ -31,18 +33,19 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from minitf import interrupts
+from minitf import gpt2, interrupts
 from minitf.bpe import Tokenizer
 from minitf.bpe_files import check_gpt2_special
-from minitf.checkpoint import has_checkpoint, load_checkpoint, write_json
+from minitf.checkpoint import write_json
 from minitf.course.commands import add_course_commands
 from minitf.devices import setup_compilation
+from minitf.explore.commands import add_commands as add_explore_commands
+from minitf.explore.page import write_demo_page
 from minitf.lens import logit_lens
 from minitf.run_folder import holds_run
 from minitf.sample import generate
 from minitf.tasks import EVAL_SEED, TASKS, config_for, make_task, train_defaults
 from minitf.train import (
-    CHECKPOINT_DIR,
     PeerLost,
     check_eval_n,
     check_seed,
@@ -62,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="minitf", description="minitf: a small transformer in JAX to learn from."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_demo, add_train, add_eval, add_sample, add_lens, add_bpe, add_course_commands):
+    for add in (add_demo, add_train, add_eval, add_sample, add_lens, add_bpe,
+                add_explore_commands, add_course_commands):  # fmt: skip
         add(sub)
     return parser
 
@@ -234,6 +238,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print(lens.table(position=task.prompt_len - 1))
     if args.out is not None:
         _demo_figures(args.out, params, config, task, tokens, lens)
+        page = write_demo_page(args.out, params, config, task)
+        print(f"wrote {page}: open it in your browser to explore the model (works offline)")
     print(f"\ndone in {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -381,13 +387,6 @@ def add_lens(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_lens)
 
 
-def _load(path: Path):
-    """A checkpoint from a run folder (its checkpoint/ inside) or a checkpoint folder."""
-    if not (path / "config.json").exists() and has_checkpoint(path / CHECKPOINT_DIR):
-        path = path / CHECKPOINT_DIR
-    return load_checkpoint(path)
-
-
 def _task_of(ckpt):
     """The task a checkpoint records, rebuilt; a damaged record names its file."""
     try:
@@ -401,7 +400,7 @@ def run_eval(args: argparse.Namespace) -> int:
     check_eval_n(args.n, "--n")
     if args.seed is not None:
         check_seed(args.seed, "--seed")
-    ckpt = _load(args.checkpoint)
+    ckpt = gpt2.load_model(args.checkpoint)
     if not ckpt.task:
         raise ValueError(f"{args.checkpoint} records no task, so there is nothing to evaluate")
     task = _task_of(ckpt)
@@ -416,7 +415,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_sample(args: argparse.Namespace) -> int:
     check_seed(args.seed, "--seed")
-    ckpt = _load(args.checkpoint)
+    ckpt = gpt2.load_model(args.checkpoint)
     if ckpt.tokenizer is None:
         raise ValueError(f"{args.checkpoint} has no tokenizer, so a text prompt can't be read")
     prompt_ids = ckpt.tokenizer.encode(args.prompt)
@@ -433,7 +432,7 @@ def run_sample(args: argparse.Namespace) -> int:
 def run_lens(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
-    ckpt = _load(args.checkpoint)
+    ckpt = gpt2.load_model(args.checkpoint)
     if ckpt.tokenizer is None:
         raise ValueError(f"{args.checkpoint} has no tokenizer, so TEXT can't be encoded")
     if not args.text:

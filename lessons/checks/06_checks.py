@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from minitf import model
+from minitf.course.hidden import close, graded
 
 CONFIGS = [
     model.Config(vocab_size=11, n_layer=1, n_head=1, d_model=8, d_mlp=16, max_len=5),
@@ -33,6 +35,30 @@ def _perturbed(params: dict, key: jax.Array) -> dict:
     return jax.tree_util.tree_unflatten(tree, noisy)
 
 
+def _random_config(rng: np.random.Generator) -> model.Config:
+    n_head = int(rng.choice([1, 2, 4]))
+    d_model = n_head * int(rng.integers(2, 5))
+    return model.Config(vocab_size=int(rng.integers(5, 40)), n_layer=int(rng.integers(1, 4)),
+                        n_head=n_head, d_model=d_model, d_mlp=d_model * int(rng.integers(1, 5)),
+                        max_len=int(rng.integers(2, 12)), tie_embeddings=bool(rng.random() < .5))
+
+
+def _block_case(rng: np.random.Generator) -> tuple:
+    """A random block (every weight, bias and norm non-trivial) and a residual to run it on."""
+    config = _random_config(rng)
+    shapes = jax.eval_shape(lambda: model.init_params(config, jax.random.key(0)))["blocks"][0]
+    params = jax.tree.map(lambda s: jnp.asarray(rng.normal(0.3, 0.5, s.shape), jnp.float32),
+                          shapes)
+    T = int(rng.integers(1, 8))
+    resid = jnp.asarray(rng.normal(0.5, 2.0, (T, config.d_model)), jnp.float32)  # (T, D)
+    return (resid, params, config.n_head)
+
+
+@graded(points=3, cases=lambda rng: [_block_case(rng) for _ in range(3)],
+        compare=close(atol=1e-4, rtol=1e-4),
+        hint="add both outputs to the stream (resid + ...), normalize before each part with "
+        "its own norm (ln1, ln2), and apply the causal mask",
+        borrowed=("minitf.model.block", "minitf.model.forward"))
 def check_block(module) -> None:
     for seed, config in enumerate(CONFIGS[1:2]):
         params = jax.jit(model.init_params, static_argnums=0)(config, jax.random.key(seed))
@@ -52,6 +78,11 @@ def check_block(module) -> None:
                     "each part with its own norm (ln1, ln2), and apply the causal mask?")
 
 
+@graded(points=1, cases=lambda rng: [(_random_config(rng),) for _ in range(6)],
+        hint="list every array in init_params, biases and layer norms included; unembed only "
+        "without tie_embeddings",
+        borrowed=("minitf.model.count_params", "minitf.model.init_params"),
+        forbidden=("eval_shape",))
 def check_count_params_formula(module) -> None:
     for config in CONFIGS:
         shapes = jax.eval_shape(lambda c=config: model.init_params(c, jax.random.key(0)))

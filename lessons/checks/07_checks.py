@@ -15,12 +15,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from minitf import model
+from minitf.course.hidden import close, graded
 from minitf.tasks import addition, config_for, copy, count_letters
 from minitf.train import loss_fn
 
 TOL = 1e-5
 
 
+def _tokens_case(rng: np.random.Generator) -> tuple:
+    shape = (int(rng.integers(1, 5)), int(rng.integers(2, 14)))  # (B, T)
+    return (jnp.asarray(rng.integers(0, 100, shape)),)
+
+
+def _loss_case(rng: np.random.Generator) -> tuple:
+    B, S, V = int(rng.integers(1, 5)), int(rng.integers(1, 10)), int(rng.integers(2, 15))
+    mask = rng.random((B, S)) < 0.5  # (B, S): rows with different numbers of scored positions
+    mask[rng.integers(B), rng.integers(S)] = True
+    return (jnp.asarray(3.0 * rng.normal(size=(B, S, V)), jnp.float32),
+            jnp.asarray(rng.integers(0, V, (B, S))), jnp.asarray(mask))
+
+
+@graded(points=1, cases=lambda rng: [_tokens_case(rng) for _ in range(4)],
+        hint="inputs are the tokens without the last one, targets without the first, along "
+        "the sequence axis (1)")
 def check_next_token_targets(module) -> None:
     for seed, (B, T) in enumerate([(1, 2), (3, 5), (4, 12)]):
         tokens = jax.random.randint(jax.random.key(seed), (B, T), 0, 100)  # (B, T)
@@ -39,6 +56,11 @@ def check_next_token_targets(module) -> None:
             "position, along the sequence axis (not the batch axis)")
 
 
+@graded(points=1, cases=lambda rng: [(int(p), int(a)) for p, a in
+                                     zip(rng.integers(2, 9, 5), rng.integers(1, 7, 5),
+                                         strict=True)],
+        hint="A positions in a row are scored, from the last prompt token to the one before "
+        "the last token", borrowed=("minitf.tasks.Task.batch",))
 def check_answer_loss_mask(module) -> None:
     for task in (addition(1), addition(3), addition(5), copy(4), count_letters(6)):
         P, A = task.prompt_len, task.answer_len
@@ -73,6 +95,11 @@ def _reference(logits, targets, mask) -> float:
     return float(-logp[rows, cols, np.asarray(targets)[rows, cols]].mean())
 
 
+@graded(points=2, cases=lambda rng: [_loss_case(rng) for _ in range(5)],
+        compare=close(atol=1e-5, rtol=1e-5),
+        hint="-log_softmax(logits)[target] at each scored position, summed and divided by "
+        "the number of scored positions in the whole batch",
+        borrowed=("minitf.train.loss_fn",))
 def check_masked_cross_entropy(module) -> None:
     # uniform logits: every token has probability 1 / V, whatever the target
     V = 7

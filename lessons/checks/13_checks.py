@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from minitf.bpe import Tokenizer
+from minitf.course.hidden import graded
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 
@@ -22,6 +23,29 @@ def _random_words(seed: int, n: int, max_len: int = 10) -> list[str]:
             for _ in range(n)]
 
 
+def _word_letter(rng: np.random.Generator) -> tuple:
+    word = _random_words(int(rng.integers(1 << 30)), 1, max_len=12)[0]
+    return (word, str(rng.choice(list("abcrstz"))))
+
+
+def _pieces_case(rng: np.random.Generator) -> tuple:
+    """A short corpus to train a tokenizer on, its vocabulary size, and a word to split."""
+    words = _random_words(int(rng.integers(1 << 30)), 12, max_len=8)
+    return ("\n".join(words * 4), 256 + int(rng.integers(3, 20)), str(rng.choice(words)) +
+            str(rng.choice(list("abcrst"))))
+
+
+def _trained(text: str, vocab_size: int, word: str) -> tuple:
+    import warnings
+
+    with warnings.catch_warnings():  # a short text may allow fewer merges: that's fine here
+        warnings.simplefilter("ignore")
+        return (Tokenizer.train(text, vocab_size), word)
+
+
+@graded(points=1, cases=lambda rng: [_word_letter(rng) for _ in range(8)],
+        hint="count every position of the word whose character equals the letter (first and "
+        "last positions included)")
 def check_count_letter(module) -> None:
     for word, letter in [("strawberry", "r"), ("banana", "a"), ("banana", "z"), ("aaaa", "a"),
                          ("", "a"), ("level", "l"), ("level", "v")]:
@@ -36,6 +60,8 @@ def check_count_letter(module) -> None:
                 f"count_letter({word!r}, {letter!r}) is wrong")
 
 
+@graded(points=1, cases=lambda rng: [_pieces_case(rng) for _ in range(4)], prepare=_trained,
+        hint="encode the word, then decode each token id on its own, in order")
 def check_token_pieces(module) -> None:
     text = "\n".join(["strawberry", "straw", "berry", "raw", "error", "terror", "berries"] * 5)
     tokenizer = Tokenizer.train(text, 266)  # 10 merges: pieces of several letters
@@ -56,6 +82,8 @@ def check_token_pieces(module) -> None:
         "with a tokenizer that has no merges, every piece should be one letter")
 
 
+@graded(points=1, cases=lambda rng: [(*_word_letter(rng), 12) for _ in range(6)],
+        hint="the word, '.' up to `width` characters, ':', the letter, then its count")
 def check_spell_first_answer(module) -> None:
     got = module.spell_first_answer("error", "r", 10)
     assert isinstance(got, str), "return a string"

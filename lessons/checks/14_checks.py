@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from minitf import surgery
+from minitf.course.hidden import close, equal, graded
 from minitf.model import Config, init_params
 from minitf.train import make_optimizer
 
@@ -29,6 +30,28 @@ def _params(config: Config, seed: int) -> dict:
     return jax.tree.map(lambda x: rng.normal(0.0, 0.5, x.shape).astype(np.float32), shapes)
 
 
+def _rows_case(rng: np.random.Generator) -> tuple:
+    V, D = int(rng.integers(2, 20)), int(rng.integers(1, 12))
+    return (jnp.asarray(rng.normal(size=(V, D)), jnp.float32),
+            jnp.asarray(rng.dirichlet(np.ones(V)) if rng.random() < .5 else rng.normal(size=V),
+                        jnp.float32))
+
+
+def _keep_case(rng: np.random.Generator) -> tuple:
+    V, D = int(rng.integers(2, 20)), int(rng.integers(1, 12))
+    rows = sorted(int(r) for r in rng.choice(V, size=rng.integers(1, V + 1), replace=False))
+    return (jnp.asarray(rng.normal(size=(V, D)), jnp.float32), rows)
+
+
+def _widen_case(rng: np.random.Generator) -> tuple:
+    shape = tuple(int(n) for n in rng.integers(1, 6, size=rng.integers(1, 4)))
+    new = tuple(n + int(rng.integers(0, 4)) for n in shape)
+    return (jnp.asarray(rng.normal(size=shape), jnp.float32), new)
+
+
+@graded(points=1, cases=lambda rng: [_rows_case(rng) for _ in range(4)], compare=close(1e-5),
+        hint="keep the old rows as they are and append sum_i weights[i] * embed[i] as the "
+        "last row", borrowed=("minitf.surgery.add_tokens",))
 def check_add_embedding_row(module) -> None:
     embed = np.random.default_rng(0).normal(size=(V, D)).astype(np.float32)  # (V, D)
     cases = {
@@ -49,6 +72,9 @@ def check_add_embedding_row(module) -> None:
             "(a (V,) vector times a (V, D) matrix)")
 
 
+@graded(points=1, cases=lambda rng: [_keep_case(rng) for _ in range(4)], compare=equal,
+        hint="the listed rows pass through unchanged, every other row becomes zero",
+        borrowed=("minitf.surgery.freeze_all_but_rows", "minitf.surgery._keep_rows"))
 def check_keep_only_rows(module) -> None:
     rng = np.random.default_rng(1)
     params = {"embed": rng.normal(size=(V, D)), "other": rng.normal(size=(3,))}
@@ -70,6 +96,9 @@ def check_keep_only_rows(module) -> None:
         "the rows you keep differ from the rows surgery.finetune lets train")
 
 
+@graded(points=1, cases=lambda rng: [_widen_case(rng) for _ in range(4)], compare=equal,
+        hint="pad with zeros at the end of every axis, up to new_shape",
+        borrowed=("minitf.surgery.widen", "minitf.surgery._pad"))
 def check_widen_matrix(module) -> None:
     w = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
     got = np.asarray(module.widen_matrix(jnp.asarray(w), (5, 7)))

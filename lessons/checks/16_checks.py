@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from minitf.course.hidden import close, graded
+
 RTOL = 1e-5  # loose enough for a float32 computation
 
 
@@ -29,6 +31,16 @@ def _params(seed: int) -> dict:
     }  # fmt: skip
 
 
+def _norms_case(rng: np.random.Generator) -> tuple:
+    norms = rng.exponential(size=int(rng.integers(3, 30))) * (rng.random() < 0.9)
+    norms[1] = 1.0 + norms[1]  # at least one non-zero frequency
+    return (norms, float(np.round(rng.uniform(0.3, 0.99), 3)))
+
+
+@graded(points=1, cases=lambda rng: [(_params(int(s)),) for s in rng.integers(1 << 30, size=3)],
+        compare=close(atol=1e-6, rtol=RTOL),
+        hint="square every entry of every matrix (ndim >= 2, not the vectors), add them all "
+        "up, then take one square root")
 def check_weight_norm(module) -> None:
     for seed in (0, 1):
         params = _params(seed)
@@ -49,6 +61,10 @@ def check_weight_norm(module) -> None:
     assert module.weight_norm({"bias": jnp.ones(3)}) == 0, "a pytree of vectors has norm 0"
 
 
+@graded(points=1, compare=close(atol=1e-5, rtol=RTOL),
+        cases=lambda rng: [(rng.normal(size=(p + 2, int(rng.integers(1, 10)))), p)
+                           for p in (int(n) for n in rng.integers(3, 40, size=4))],
+        hint="np.fft.rfft of embed[:p] along axis 0, then the norm over the D columns (axis 1)")
 def check_fourier_norms(module) -> None:
     for seed, (p, D) in enumerate([(11, 5), (12, 3), (59, 16)]):
         embed = np.random.default_rng(seed).normal(size=(p + 2, D))  # (V, D)
@@ -80,6 +96,9 @@ def check_fourier_norms(module) -> None:
         "an embedding that is the same for every residue has only frequency 0")
 
 
+@graded(points=2, cases=lambda rng: [_norms_case(rng) for _ in range(6)],
+        hint="leave out frequency 0, sort by energy (the squared norm) largest first (a "
+        "stable sort), and return the fewest that reach the share")
 def check_key_frequencies(module) -> None:
     #         k=0  1  2  3  4: energies (k >= 1) 9, 0, 16, 0; frequency 0 is ignored
     norms = np.array([50.0, 3.0, 0.0, 4.0, 0.0])
