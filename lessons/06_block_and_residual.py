@@ -41,9 +41,10 @@ print("cached:", [name for name in acts if name.startswith("blocks.0.")])
 # ## Layer norm: every block reads vectors of one size
 #
 # The residual stream is a running sum: every block adds to it, so the size of its
-# vectors changes from layer to layer, and differs from token to token. A block's weights can't be tuned for inputs of every size: attention
-# scores would grow with the stream until the softmax saturates, and the MLP's
-# non-linearity would see ever larger numbers. So each block first *normalizes* what it
+# vectors changes from layer to layer, and differs from token to token. A block's
+# weights can't be tuned for inputs of every size: attention scores would grow with the
+# stream until the softmax saturates, and the MLP's non-linearity would see ever larger
+# numbers. So each block first *normalizes* what it
 # reads: per vector, subtract its mean over the `D` entries and divide by its standard
 # deviation, then multiply by a learned `scale` and add a learned `bias` (so the block
 # can still choose the size it wants, one number per dimension). Each vector is

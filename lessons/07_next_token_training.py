@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+import optax
 
 from minitf import course, model
 from minitf.course.check import check_here
@@ -130,6 +131,72 @@ init_loss, init_acc = jax.jit(loss_fn, static_argnums=3)(
 uniform_loss = math.log(task.tokenizer.vocab_size)
 print(f"loss at init {float(init_loss):.3f}, log V = log {task.tokenizer.vocab_size} "
       f"= {uniform_loss:.3f}; token accuracy at init {float(init_acc):.2f}")
+
+# %% [markdown]
+# ## One training step
+#
+# A step of training is four moves: compute the loss and its gradient (lesson 3's
+# `jax.grad`, here `jax.value_and_grad`, which returns both); *clip* the gradient, so one
+# unlucky batch can't throw the weights far (if the gradient's *global norm*, the square
+# root of the sum of squares of every entry of every array, is above `clip`, scale every
+# array down by the same factor so the norm becomes `clip`); let the optimizer turn the
+# gradient into an update (AdamW: a step along a running average of the gradient, each
+# entry scaled by a running average of its square, plus weight decay); and add the
+# update to the parameters. The optimizer is an [optax](https://optax.readthedocs.io)
+# `GradientTransformation`: `optimizer.init(params)` makes its state (Adam's running
+# averages), `optimizer.update(grads, opt_state, params)` returns `(updates, new state)`,
+# and `optax.apply_updates(params, updates)` adds them.
+#
+# ### Exercise 4: `train_step`
+# Write one step for `minitf.train.loss_fn` (which returns `(loss, accuracy)`): the loss
+# and gradient with respect to `params`, the gradient clipped to global norm `clip` by
+# hand (no `optax.clip_by_global_norm`), the optimizer's update, the new parameters.
+# Return `(params, opt_state, loss)`.
+
+# %%
+def train_step(params: dict, opt_state, tokens: jax.Array, loss_mask: jax.Array, optimizer,
+               config: model.Config, clip: float = 1.0) -> tuple[dict, object, jax.Array]:
+    """One optimizer step on one batch [B, T], [B, T] -> (new params, new state, loss)."""
+    ### BEGIN SOLUTION
+    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, tokens, loss_mask,
+                                                                 config)  # fmt: skip
+    norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))  # ()
+    factor = jnp.minimum(1.0, clip / norm)  # () : 1 when the norm is small enough
+    grads = jax.tree.map(lambda g: g * factor, grads)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+    ### END SOLUTION
+
+
+# %%
+check_here(7, globals(), "train_step")
+
+# %% [markdown]
+# `minitf.train.make_step` is this step, compiled with `jax.jit` (and the clipping is
+# the first link of `make_optimizer`'s optax chain). Twenty steps of each from the same
+# start, on the same batches, give the same losses:
+
+# %%
+tiny_steps = 20
+adamw = optax.adamw(1e-3, b1=0.9, b2=0.99, weight_decay=0.1)  # no clipping: your step clips
+your_step = jax.jit(functools.partial(train_step, optimizer=adamw, config=config))
+minitf_step = make_step(functools.partial(loss_fn, config=config),
+                        optax.chain(optax.clip_by_global_norm(1.0), adamw))  # fmt: skip
+start_params = init_params(config, jax.random.key(1))
+p_yours = p_theirs = start_params
+s_yours, s_theirs = adamw.init(start_params), optax.chain(
+    optax.clip_by_global_norm(1.0), adamw).init(start_params)  # fmt: skip
+losses_yours, losses_theirs = [], []
+step_rng = np.random.default_rng(5)
+for _ in range(tiny_steps):
+    batch = task.batch(step_rng, BATCH)  # (B, T), (B, T)
+    p_yours, s_yours, loss = your_step(p_yours, s_yours, *batch)
+    p_theirs, s_theirs, loss_theirs, _ = minitf_step(p_theirs, s_theirs, batch)
+    losses_yours.append(float(loss))
+    losses_theirs.append(float(loss_theirs))
+step_gap = max(abs(a - b) for a, b in zip(losses_yours, losses_theirs, strict=True))
+print(f"{tiny_steps} steps: loss {losses_yours[0]:.3f} -> {losses_yours[-1]:.3f}; "
+      f"largest difference from make_step {step_gap:.1e}")
 
 # %% [markdown]
 # ## The training loop, on a fixed training set
@@ -325,6 +392,7 @@ for name in formats:
 # | quantity | value (measured on a CPU; the check's bound in parentheses) |
 # |---|---|
 # | loss of the untrained model | 2.52; `log 12 = 2.48` (within 0.2) |
+# | your `train_step` vs `make_step`, 20 steps | the same losses (within 1e-4), falling |
 # | exact match with N = 250 | plain 5%, reversed 0%: memorized (both < 30%) |
 # | reversed, exact match for N = 500, 1000, 2000 | 98.6%, 100%, 99.8% (> 97%) |
 # | plain, exact match for N = 500, 1000, 2000 | 89.6%, 95.0%, 95.8% (< 98.5%, < reversed) |
@@ -339,6 +407,7 @@ print(f"exact match, plain:    {[round(e, 3) for e in exact['plain']]}")
 print(f"exact match, reversed: {[round(e, 3) for e in exact['reversed']]}")
 print(f"cpu {time.process_time() - cpu_start:.0f} s, wall {time.perf_counter() - wall_start:.0f} s")
 assert abs(float(init_loss) - uniform_loss) < 0.2
+assert step_gap < 1e-4 and losses_yours[-1] < losses_yours[0], (step_gap, losses_yours)
 if QUICK:  # after a short run the carry digit is the only place learned so far
     for name in formats:
         assert int(np.argmax(final_digit_acc[name])) == places.index("thousands")

@@ -286,7 +286,7 @@ plt.close(fig)
 # | layer 0, best head on the tens column for the hundreds digit | 0.13-0.51 (< 0.6) |
 # | ... below the tens digit's best head on the units column | by 0.45 or more (> 0.15) |
 # | layer 1, largest column mass, mean over answer digits | 0.27-0.45 below layer 0's (> 0.2) |
-# | layer 1, thousands and hundreds digits: the column they read most | tens or units (0.35-0.56; > 0.3) |
+# | layer 1, thousands and hundreds: the column read most | tens or units (0.35-0.56; > 0.3) |
 # | attribution pieces vs the model's logit | equal (difference < 1e-3) |
 # | MLPs' share of the right digit's logit: thousands | 68-85% (> 60%) |
 # | MLPs' share of the right digit's logit: hundreds, tens, units | 90-101% (> 80%) |
