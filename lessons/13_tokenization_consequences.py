@@ -377,13 +377,12 @@ print(f"lesson so far: {wall:.0f} s wall, {cpu:.0f} s CPU")
 # holds several letters, and their letter table has a couple of thousand non-zero
 # entries (1,000 to 5,000); summing a word's rows counts its letters exactly. The BPE
 # model (b) barely beats the blind guess, on new words and on the words it trained on
-# alike: to count, it would have
-# to learn for each of 768 tokens how many of each letter it holds, from nothing but
-# totals over whole words. The spell-first model (c) gets direct practice writing each
-# token's letters, and once the letters are tokens, counting them is the problem model
-# (a) solves. What is left of its errors comes mostly from misspelling new words. Checked
-# below, with margins for other Python versions (their standard libraries give slightly
-# different word lists).
+# alike: to count, it would have to learn that table, for each of 768 tokens how many of
+# each letter it holds, from nothing but totals over whole words. The spell-first model
+# (c) gets direct practice writing each token's letters, and once the letters are
+# tokens, counting them is the problem model (a) solves. What is left of its errors
+# comes mostly from misspelling new words. Checked below, with margins for other Python
+# versions (their standard libraries give slightly different word lists).
 
 # %%
 a, b, c = (results[n] for n in names)
