@@ -378,7 +378,7 @@ course.save_figure(fig, "14_widen.png")
 WIDE_STEPS = 60
 widen_runs = {"zeros (noise_std=0)": 0.0, "random readers (noise_std=0.02)": 0.02}
 spectra, slot_writes, wide_exact, noise_logit_gap, identical = {}, {}, {}, {}, {}
-D = config.d_model
+old_d = config.d_model
 # each head widens from K = 16 to K' = 24 slots; slots 16..23 of every head are new
 new_slots = np.arange(WIDE) % (WIDE // config.n_head) >= config.d_head  # (D',)
 
@@ -398,7 +398,7 @@ for name, noise in widen_runs.items():
                                                         wide_config)).max())  # fmt: skip
     tuned_wide = surgery.finetune(wide_params, wide_config, sort_batches(0), steps=WIDE_STEPS,
                                   lr=1e-3).params  # fmt: skip
-    new_columns = np.asarray(tuned_wide["embed"])[:, D:]  # (V, D' - D)
+    new_columns = np.asarray(tuned_wide["embed"])[:, old_d:]  # (V, D' - D)
     identical[name] = bool(np.all(new_columns == new_columns[:, :1]))
     spectra[name] = np.linalg.svd(new_columns, compute_uv=False)  # (V,)
     w_out = np.asarray(tuned_wide["blocks"][0]["attn"]["w_out"])  # (D', D'), rows: head slots
