@@ -292,9 +292,11 @@ print(f"largest gradient in the last position's row of pos_embed: {last_position
 # %% [markdown]
 # Read it like the model: `grads["blocks"][0]["attn"]["w_qkv"]` is the gradient of the
 # loss for the first block's query-key-value matrix, and so on. One row is exactly zero:
-# `pos_embed`'s last row. The model reads `tokens[:, :-1]` (the last token has nothing
-# after it to predict), so the last position's embedding is never used, and a parameter
-# that is never used gets no gradient.
+# `pos_embed`'s last row. (`pos_embed` holds one learned vector per position, added to
+# each token's embedding so that the model knows where each token is; lesson 4 explains
+# it.) The model reads `tokens[:, :-1]` (the last token has nothing after it to
+# predict), so the last position's vector is never used, and a parameter that is never
+# used gets no gradient.
 #
 # ## `jax.jit` compiles for one shape at a time
 #
