@@ -195,7 +195,8 @@ SAMPLES = [" 🐠", " strawberry", "strawberry", " 1234+5678="]
 gpt2_folder = course.gpt2_dir()
 splits = {}
 if gpt2_folder is None:
-    print("GPT-2's vocab.json/merges.txt not found: set MINITF_GPT2_DIR to see this part")
+    print("GPT-2's vocab.json/merges.txt not found (see above where to get them): "
+          "skipping this part")
 else:
     gpt2 = bpe.Tokenizer.from_gpt2(gpt2_folder)
     for text in SAMPLES:
