@@ -368,19 +368,21 @@ print(f"circle algorithm with frequencies {keys_end}: {clock_right:.1%} of all p
 #
 # | quantity | value |
 # |---|---|
-# | train accuracy reaches 90% (memorised) | MEMO_BOX |
-# | test accuracy at that step | TEST_MEMO_BOX |
-# | test accuracy reaches 90% (grokked) | GROK_BOX |
-# | mean test accuracy over the last 20% of steps | LATE_BOX |
-# | without weight decay, after 1500 steps: train / test | NODECAY_BOX |
-# | matrix weight norm: init, peak, lowest after the peak | NORM_BOX |
-# | mean `ln_final` scale (not decayed): init, end | LN_BOX |
-# | frequencies holding 80% of the embeddings' energy | KEYS_BOX |
+# | train accuracy reaches 90% (memorised) | step 275-300 (150 to 900) |
+# | test accuracy at that step | 0.08-0.10 (below 0.5) |
+# | test accuracy reaches 90% (grokked) | step 800-1150, at least 1.5x later |
+# | mean test accuracy over the last 20% of steps | 1.0 (above 0.9) |
+# | without weight decay, after 1500 steps: train / test | 1.0 / 0.12-0.15 (> 0.9 / < 0.3); with decay 0.99-1.0 |
+# | matrix weight norm: init, peak, lowest after the peak | 4.3-4.4, 9.0-9.1, 4.4-4.6 (below 0.7 x peak) |
+# | mean `ln_final` scale (not decayed): init, end | 1.0, 4.4 (grows) |
+# | frequencies holding 80% of the embeddings' energy | 23 at init, 5-6 at the end (<= 10) |
 # | your Fourier sizes vs numpy's FFT | equal (< 1e-4) |
 # | the circle algorithm with the model's key frequencies | every pair right |
 #
 # Quick mode stops the same run at step 800: the train pairs are memorised (train
-# accuracy above 0.9), and generalisation has begun: QUICK_BOX. Checked below.
+# accuracy above 0.9), and generalisation has begun: test accuracy 0.21-0.90 at step
+# 800, against 0.08-0.10 when the train pairs were memorised (more than doubled), and
+# the weight norm has roughly doubled. Checked below.
 
 # %%
 assert fft_gap < 1e-4 and clock_right == 1.0, (fft_gap, clock_right)
