@@ -336,8 +336,8 @@ plt.close(fig)
 # - Right: layer 0 does the column lookup. Every layer-0 head is necessary, and after
 #   block 0 every answer position holds its own column's digits.
 # - Right, and now explained: for the hundreds digit no layer-0 head reads the carry's
-#   column; the carry arrives through layer 1, from a prompt position where block 0
-#   computed it.
+#   column cleanly; much of the carry arrives through layer 1, from a prompt position
+#   where block 0 computed it (the rest is already at the answer position after block 0).
 # - Missed: attention heads write little of the logit directly, yet removing any layer-0
 #   head breaks most answers; and block 0's MLP, with a small direct share, is as
 #   necessary as block 1's. Direct logit attribution sees only the last step.
