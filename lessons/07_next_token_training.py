@@ -219,7 +219,7 @@ LR = 3e-3  # peak learning rate
 EVAL_N = 500  # held-out problems per evaluation
 optimizer = make_optimizer(TrainConfig(steps=STEPS, lr=LR))
 # compiled once, reused by every run
-train_step = make_step(functools.partial(loss_fn, config=config), optimizer)
+fixed_set_step = make_step(functools.partial(loss_fn, config=config), optimizer)
 
 
 def digit_accuracy(task: Task, params: dict, config: model.Config,
@@ -237,7 +237,7 @@ def train_on_fixed_set(task: Task, train_tokens: np.ndarray, train_mask: np.ndar
                        seed: int = 0) -> dict:
     """Train a fresh model on a fixed set of problems, batches drawn from it with replacement.
 
-    Uses this lesson's `config`, `optimizer` and `train_step`. Returns {"params", "loss"
+    Uses this lesson's `config`, `optimizer` and `fixed_set_step`. Returns {"params", "loss"
     per step, "eval_step", "digit_acc" [n_evals, A] by place value, "exact" at the end}.
     """
     params = init_params(config, jax.random.key(seed))
@@ -247,7 +247,7 @@ def train_on_fixed_set(task: Task, train_tokens: np.ndarray, train_mask: np.ndar
     for step in range(1, steps + 1):
         rows = rng.integers(0, len(train_tokens), BATCH)  # (B,) problems of this batch
         batch = (train_tokens[rows], train_mask[rows])  # (B, T) each
-        params, opt_state, loss, _ = train_step(params, opt_state, batch)
+        params, opt_state, loss, _ = fixed_set_step(params, opt_state, batch)
         history["loss"].append(float(loss))
         if eval_every and (step % eval_every == 0 or step == 1):
             history["eval_step"].append(step)

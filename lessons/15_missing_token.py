@@ -123,8 +123,9 @@ print(f"{snap} is the top guess from row {snap_layer} "
 
 # %% [markdown]
 # The embedding row predicts mostly its own word (the model ties its embeddings). From
-# block 0 on, the model answers HORSE_EMOJI: the emoji of the last word, the nearest
-# token that exists; the later blocks only sharpen it. Your `nearest_tokens` gives the
+# block 0 on, the likeliest emoji is HORSE_EMOJI, the emoji of the last word: the nearest
+# token that exists. After block 0 or block 1 it beats every other token too, and the
+# later blocks only sharpen it. Your `nearest_tokens` gives the
 # same reading for any layer's residual: normalize it with the final norm, then look it
 # up. The cosine (the angle alone) shows that the final vector points *towards* the
 # snapped emoji without being *at* it: it lies between tokens, and the lookup rounds it
