@@ -215,6 +215,7 @@ print(f"{tiny_steps} steps: loss {losses_yours[0]:.3f} -> {losses_yours[-1]:.3f}
 # %%
 STEPS = 150 if QUICK else 1200  # optimizer steps per run
 SIZES = [500, 2000] if QUICK else [250, 500, 1000, 2000]  # training-set sizes N
+SEEDS = [0] if QUICK else [0, 1]  # starts per run; the one that fits its training set best is kept
 LR = 3e-3  # peak learning rate
 EVAL_N = 500  # held-out problems per evaluation
 optimizer = make_optimizer(TrainConfig(steps=STEPS, lr=LR))
@@ -273,7 +274,13 @@ def train_on_fixed_set(task: Task, train_tokens: np.ndarray, train_mask: np.ndar
 #
 # Same problems, same model, same steps: only the answer's order differs. We train one
 # model per format and per training-set size `N` (the first `N` of one fixed list of
-# problems, so a larger set contains every smaller one).
+# problems, so a larger set contains every smaller one). Full mode trains each of them
+# twice, from two random initialisations (seeds 0 and 1), and keeps the run whose
+# training loss ends lower: one run can sit on a plateau (see "Which digit is learned
+# first?" below) for longer than all its 1200 steps. On the development machine the
+# reversed run on N = 2000 from seed 0 did, ending at a training loss of 0.44 and 32%
+# exact match, while seed 1 reached 100%. Choosing by the training loss never looks at
+# the held-out problems. (The lines below print the other run too.)
 
 # %%
 formats = {"plain": addition(3), "reversed": addition(3, reverse_answer=True)}
@@ -288,12 +295,18 @@ for name, fmt in formats.items():
     all_tokens, all_mask = fmt.batch(np.random.default_rng(3), max(SIZES))  # (N_max, T)
     for n_train in SIZES:
         track = n_train == max(SIZES)  # follow every digit during the largest run only
-        run = train_on_fixed_set(fmt, all_tokens[:n_train], all_mask[:n_train], test_prompts,
-                                 steps=STEPS, eval_every=STEPS // 10 if track else 0)
+        tries = [train_on_fixed_set(fmt, all_tokens[:n_train], all_mask[:n_train], test_prompts,
+                                    steps=STEPS, eval_every=STEPS // 10 if track else 0,
+                                    seed=seed) for seed in SEEDS]  # fmt: skip
+        final_losses = [float(np.mean(t["loss"][-20:])) for t in tries]
+        run = tries[int(np.argmin(final_losses))]  # chosen by training loss: no test peeking
         exact[name].append(run["exact"])
         runs[name, n_train] = run
-        print(f"{name:8} N={n_train:5}: final train loss {np.mean(run['loss'][-20:]):.4f}, "
-              f"held-out exact match {run['exact']:.3f}")
+        others = "".join(f"; seed {seed}: loss {loss:.4f}, exact match {t['exact']:.3f}"
+                         for seed, loss, t in zip(SEEDS, final_losses, tries, strict=True)
+                         if t is not run)  # fmt: skip
+        print(f"{name:8} N={n_train:5}: final train loss {min(final_losses):.4f}, held-out "
+              f"exact match {run['exact']:.3f}{others}")
 
 # %%
 fig, ax = plt.subplots(figsize=course.FIGSIZE)
@@ -306,17 +319,20 @@ ax.set_xlabel("training problems N (a fixed set, each seen many times)")
 ax.set_ylabel("held-out exact match (%)")
 ax.set_ylim(0, 102)
 ax.legend()
-ax.set_title(f"3-digit addition, {STEPS} steps of {BATCH}: reversed reaches 100%, plain stalls")
+ax.set_title(f"3-digit addition, {STEPS} steps of {BATCH}: reversed is right from N = 500, "
+             "plain needs more", fontsize=9)  # fmt: skip
 course.save_figure(fig, "07_train_size_sweep.png")
 
 # %% [markdown]
 # With too few problems both formats memorize: the training loss goes to zero while
 # held-out answers stay wrong. Past that, the reversed format is right on (nearly) every
-# held-out problem, while the plain one stays a few percent short even with four times
-# more data. (Lee et al., 2023, "Teaching arithmetic to small transformers", report the
-# same kind of gap with a larger model: the reversed format near 100% after a few
-# thousand examples, the plain one lagging. This tiny model needs fewer, in this run.)
-# Where does the plain model go wrong? Its mistakes on held-out problems:
+# held-out problem from N = 500 on, while the plain one lags: at N = 500 it is ten or
+# more points behind, and with more data it catches up, fully in some runs, a few
+# percent short in others (which one depends on the initialization). (Lee et al., 2023,
+# "Teaching arithmetic to small transformers", report the same kind of gap with a larger
+# model: the reversed format near 100% after a few thousand examples, the plain one
+# lagging. This tiny model needs fewer.) Where does the plain model go wrong? Its
+# mistakes on held-out problems:
 
 # %%
 plain = formats["plain"]
@@ -337,9 +353,10 @@ for prompt, answer in zip(test_prompts[is_wrong][:6], predicted[is_wrong][:6], s
 # %%
 a_digits, b_digits = test_prompts[:, 0:3], test_prompts[:, 4:7]  # (n, 3) hundreds, tens, units
 carry_chain = np.any(a_digits[:, :2] + b_digits[:, :2] == 9, axis=1)  # (n,)
-chain_all, chain_wrong = carry_chain.mean(), carry_chain[is_wrong].mean()
+chain_all = carry_chain.mean()
+chain_wrong = carry_chain[is_wrong].mean() if is_wrong.any() else float("nan")
 print(f"{is_wrong.sum()} mistakes; a column summing to 9 in {chain_all:.0%} of all problems, "
-      f"in {chain_wrong:.0%} of the mistakes")
+      + (f"in {chain_wrong:.0%} of the mistakes" if is_wrong.any() else "no mistakes to count"))
 
 # %% [markdown]
 # ## Which digit is learned first?
@@ -373,32 +390,38 @@ for name in formats:
           {p: round(float(a), 3) for p, a in zip(places, final_digit_acc[name], strict=True)})
 
 # %% [markdown]
-# The thousands digit comes first in both formats: it is only 0 or 1, and a rule on the
-# hundreds column alone (`a + b >= 10`) already gets it right about 95% of the time. The
-# digits that need the sum modulo 10 come later, after a plateau in which the loss
-# hardly moves; how long that plateau lasts depends on the random initialization (try
-# another `seed`). In the plain format the hundreds digit is the last to reach 90% and
-# is still the worst at the end: it is written second, yet whether a 1 is carried into
-# it depends on the tens and, through them, the units, a chain the model has to follow
-# before writing. (The thousands digit depends on that chain too, but only in the 10% of
-# problems whose hundreds column sums to exactly 9.) In the reversed format every carry
-# has been written down by the time it is needed, and every digit ends near 100%.
+# The thousands digit comes first (in the reversed format, sometimes together with the
+# units): it is only 0 or 1, and a rule on the hundreds column alone (`a + b >= 10`)
+# already gets it right about 95% of the time. The digits that need the sum modulo 10
+# come later, after a plateau in which the loss hardly moves; how long that plateau
+# lasts depends on the random initialization (try another `seed`). In the plain format
+# the hundreds digit is still the worst at the end: it is written second, yet whether a
+# 1 is carried into it depends on the tens and, through them, the units, a chain the
+# model has to follow before writing. (The thousands digit depends on that chain too,
+# but only in the 10% of problems whose hundreds column sums to exactly 9.) In the
+# reversed format every carry has been written down by the time it is needed, and every
+# digit ends near 100%.
 #
 # ## What you should see
 #
-# Full mode, 1200 steps per run (quick mode trains 150 steps on N = 500 and 2000 and
-# checks only the first row, and that the carry digit is the best place so far):
+# Full mode, 1200 steps per run, the better of seeds 0 and 1 (quick mode trains 150
+# steps on N = 500 and 2000 with seed 0 and checks only the first row, and that the
+# carry digit is the best place so far). Measured in fresh runs with seeds 0 and 1 (the
+# lesson) and, to see what varies, 2 and 3; the check's bound in parentheses:
 #
-# | quantity | value (measured on a CPU; the check's bound in parentheses) |
+# | quantity | value |
 # |---|---|
 # | loss of the untrained model | 2.52; `log 12 = 2.48` (within 0.2) |
 # | your `train_step` vs `make_step`, 20 steps | the same losses (within 1e-4), falling |
-# | exact match with N = 250 | plain 5%, reversed 0%: memorized (both < 30%) |
-# | reversed, exact match for N = 500, 1000, 2000 | 98.6%, 100%, 99.8% (> 97%) |
-# | plain, exact match for N = 500, 1000, 2000 | 89.6%, 95.0%, 95.8% (< 98.5%, < reversed) |
-# | first place to reach 90% | thousands, both: step 120 plain, 360 reversed (first) |
-# | plain, worst place at the end | hundreds, 95% right (the worst) |
-# | a tens or hundreds column summing to 9 | 20% of problems, 84% of plain's 25 mistakes (> 2x) |
+# | exact match with N = 250 | plain 3-28%, reversed 0-0.4%: memorized (both < 35%) |
+# | reversed, exact match for N = 500, 1000, 2000 | 98.8-100% (> 97%) |
+# | plain, exact match for N = 500, 1000, 2000 | 89-90%, 95-100%, 95-100% (never above reversed) |
+# | plain behind reversed at N = 500 | by 10 points (> 5) |
+# | first place to reach 90% | thousands, step 120 plain (first), 120-360 reversed (first or tied) |
+# | plain, worst place at the end (if not all perfect) | hundreds, 95% right |
+# | a tens or hundreds column summing to 9 | 20% of problems, 88% of plain's mistakes (> 2x) |
+#
+# (The last check needs mistakes to count: it applies when the plain model makes 10 or more.)
 #
 # Checked below.
 
@@ -413,14 +436,16 @@ if QUICK:  # after a short run the carry digit is the only place learned so far
         assert int(np.argmax(final_digit_acc[name])) == places.index("thousands")
 else:
     enough = [i for i, n in enumerate(SIZES) if n >= 500]
-    assert max(exact["plain"][0], exact["reversed"][0]) < 0.3
-    assert min(exact["reversed"][i] for i in enough) > 0.97
-    assert max(exact["plain"][i] for i in enough) < 0.985
-    assert all(exact["plain"][i] < exact["reversed"][i] for i in enough)
-    for name in formats:
-        assert int(np.argmin(step_to_90[name])) == places.index("thousands")
-    assert int(np.argmin(final_digit_acc["plain"])) == places.index("hundreds")
-    assert chain_wrong > 2 * chain_all and 0.1 < chain_all < 0.3
+    assert max(exact["plain"][0], exact["reversed"][0]) < 0.35, exact
+    assert min(exact["reversed"][i] for i in enough) > 0.97, exact
+    assert all(exact["plain"][i] <= exact["reversed"][i] for i in enough), exact
+    assert exact["plain"][SIZES.index(500)] < exact["reversed"][SIZES.index(500)] - 0.05, exact
+    thousands = places.index("thousands")
+    assert int(np.argmin(step_to_90["plain"])) == thousands, step_to_90
+    assert step_to_90["reversed"][thousands] == min(step_to_90["reversed"]), step_to_90
+    if min(final_digit_acc["plain"]) < 1:
+        assert int(np.argmin(final_digit_acc["plain"])) == places.index("hundreds")
+    assert 0.1 < chain_all < 0.3 and (is_wrong.sum() < 10 or chain_wrong > 2 * chain_all)
 print("all numbers as expected")
 
 # %% [markdown]
