@@ -290,3 +290,28 @@ def test_quick_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not course.quick_mode()
     monkeypatch.setattr("sys.argv", ["lesson.py", "--quick"])
     assert course.quick_mode()
+
+
+def _gpt2_files(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for name in ("vocab.json", "merges.txt"):
+        (folder / name).write_text("{}" if name.endswith("json") else "#version: 0.2\n",
+                                   encoding="utf-8")
+    return folder
+
+
+def test_gpt2_dir_looks_at_the_variable_the_shared_folder_then_transformers_cache(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(course, "REPO_ROOT", tmp_path / "checkout")  # no shared/ beside it
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("MINITF_GPT2_DIR", raising=False)
+    assert course.gpt2_dir() is None
+    cached = _gpt2_files(tmp_path / "hf/hub/models--openai-community--gpt2/snapshots/abc123")
+    assert course.gpt2_dir() == cached
+    shared = _gpt2_files(tmp_path / "shared/data/gpt2")
+    assert course.gpt2_dir() == shared
+    mine = _gpt2_files(tmp_path / "mine")
+    monkeypatch.setenv("MINITF_GPT2_DIR", str(mine))
+    assert course.gpt2_dir() == mine
+    (mine / "merges.txt").unlink()  # half a tokenizer is not one
+    assert course.gpt2_dir() == shared

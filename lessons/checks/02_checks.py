@@ -90,3 +90,30 @@ def check_train_merges(module) -> None:
             f"train_merges({text!r}, {n}): merge #{k} {got[k]} is not the right pair. Recount "
             "after every merge, give merge k the id 256 + k, and break ties by the largest "
             "(count, vocab[a], vocab[b])")
+
+
+def check_encode_decode(module) -> None:
+    with warnings.catch_warnings():  # short texts allow fewer merges: expected here
+        warnings.simplefilter("ignore")
+        tokenizers = [bpe.train_simple(text * 3, 256 + 20, pattern=None) for text in TEXTS[:4]]
+    samples = ["", "a", "aaab", "the cat sat on the mat", "héllo 🐠🐠 wörld", "abababababa",
+               "rat tat mat", "🐠"[:1]]
+    for tok in tokenizers:
+        merges = [tuple(m) for m in tok.merges]
+        for text in samples:
+            got = module.encode(text, list(merges))
+            assert isinstance(got, list), "encode should return a list of ids"
+            want = tok.encode(text)
+            if got != want:
+                raise AssertionError(
+                    f"encode({text!r}) is wrong with {len(merges)} merges: start from the UTF-8 "
+                    "bytes and always merge the adjacent pair whose merge came earliest (lowest "
+                    "rank); merge k makes id 256 + k")
+            back = module.decode(list(want), list(merges))
+            assert isinstance(back, str), "decode should return a str"
+            assert back == text, (
+                f"decode doesn't give back {text!r}: join the bytes of every id (a merged id's "
+                "bytes are its two parts' bytes, joined) and decode them as UTF-8")
+    half = list("🐠".encode())[:2]
+    assert "\ufffd" in module.decode(half, []), (
+        'half of a character should decode to U+FFFD: decode with errors="replace"')

@@ -138,3 +138,55 @@ def check_masked_cross_entropy(module) -> None:
     got = float(module.masked_cross_entropy(logits, tokens[:, 1:], loss_mask[:, :-1]))
     assert math.isclose(got, float(want), rel_tol=1e-5), (
         "the loss differs from minitf.train.loss_fn on a real batch")
+
+
+def _tree_close(a, b, atol: float) -> bool:
+    return all(np.allclose(np.asarray(x), np.asarray(y), atol=atol)
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def check_train_step(module) -> None:
+    import functools
+
+    import optax
+
+    from minitf.train import make_step
+
+    task = addition(2)
+    config = config_for(task, n_layer=1, n_head=2, d_model=16, d_mlp=32)
+    params = jax.jit(model.init_params, static_argnums=0)(config, jax.random.key(3))
+    tokens, loss_mask = task.batch(np.random.default_rng(3), 8)  # (B, T), (B, T)
+    want_loss, _ = jax.jit(loss_fn, static_argnums=3)(params, tokens, loss_mask, config)
+    # plain SGD shows the clipping (Adam would hide a rescaled gradient)
+    for clip in (1e6, 0.05):
+        sgd = optax.sgd(0.5)
+        got = module.train_step(params, sgd.init(params), tokens, loss_mask, sgd, config, clip)
+        assert isinstance(got, tuple) and len(got) == 3, "return (params, opt_state, loss)"
+        new_params, _, loss = got
+        assert np.isclose(float(loss), float(want_loss), rtol=1e-5), (
+            "the loss returned should be minitf.train.loss_fn's loss before the update")
+        clipped = optax.chain(optax.clip_by_global_norm(clip), sgd)
+        reference = make_step(functools.partial(loss_fn, config=config), clipped)
+        want_params, _, _, _ = reference(params, clipped.init(params), (tokens, loss_mask))
+        if not _tree_close(new_params, want_params, 1e-5):
+            if clip < 1:
+                raise AssertionError(
+                    "the step is off when the gradient is clipped: compute the global norm "
+                    "over every gradient array together, and when it exceeds `clip` multiply "
+                    "every array by clip / norm")
+            raise AssertionError(
+                "the new parameters are off: take the gradient of loss_fn with respect to "
+                "params, pass it to optimizer.update(grads, opt_state, params), then "
+                "optax.apply_updates")
+    # AdamW, two steps: the optimizer's state must be carried from step to step
+    adamw = optax.adamw(1e-2, weight_decay=0.1)
+    state, p = adamw.init(params), params
+    reference = make_step(functools.partial(loss_fn, config=config),
+                          optax.chain(optax.clip_by_global_norm(1.0), adamw))
+    ref_state, ref_p = optax.chain(optax.clip_by_global_norm(1.0), adamw).init(params), params
+    for _ in range(2):
+        p, state, _ = module.train_step(p, state, tokens, loss_mask, adamw, config, 1.0)
+        ref_p, ref_state, _, _ = reference(ref_p, ref_state, (tokens, loss_mask))
+    assert _tree_close(p, ref_p, 1e-5), (
+        "after two AdamW steps the parameters differ: return the optimizer's new state and "
+        "pass the whole params tree to optimizer.update (AdamW's weight decay needs it)")

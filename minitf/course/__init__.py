@@ -81,15 +81,24 @@ def figures_dir() -> Path:
     return folder
 
 
+GPT2_FILES_URL = "https://huggingface.co/openai-community/gpt2/resolve/main/"  # + file name
+
+
 def gpt2_dir() -> Path | None:
     """A folder with GPT-2's `vocab.json` + `merges.txt`, or None when there is none.
 
     Looks at `$MINITF_GPT2_DIR`, then `shared/data/gpt2` beside the checkout (where CI
-    keeps a copy).
+    keeps a copy), then the `transformers` library's download cache. The files are public
+    (GPT2_FILES_URL + "vocab.json", + "merges.txt").
     """
-    candidates = [os.environ.get("MINITF_GPT2_DIR"), REPO_ROOT.parent / "shared/data/gpt2"]
+    hub = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    cached = sorted(hub.glob("models--openai-community--gpt2/snapshots/*"))
+    cached += sorted(hub.glob("models--gpt2/snapshots/*"))
+    candidates = [os.environ.get("MINITF_GPT2_DIR"), REPO_ROOT.parent / "shared/data/gpt2",
+                  *cached]  # fmt: skip
     for folder in candidates:
-        if folder and (Path(folder) / "vocab.json").is_file():
+        if folder and all((Path(folder) / name).is_file() for name in ("vocab.json",
+                                                                        "merges.txt")):
             return Path(folder)
     return None
 
