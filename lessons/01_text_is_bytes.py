@@ -177,16 +177,26 @@ print(printable, "->", repr(back))
 # ## How GPT-2 splits text
 #
 # GPT-2's real tokenizer merged frequent byte pairs into 50,000 larger tokens (lesson 2
-# shows how). With its files on disk (set `MINITF_GPT2_DIR` to a folder holding
-# `vocab.json` and `merges.txt`) we can see what the model actually receives. Note how
-# a leading space changes everything, and how numbers are cut into arbitrary pieces.
+# shows how). With its two files on disk we can see what the model actually receives.
+# Note how a leading space changes everything, and how numbers are cut into arbitrary
+# pieces.
+#
+# **Getting GPT-2's files.** They are public: download
+# https://huggingface.co/openai-community/gpt2/resolve/main/vocab.json and
+# https://huggingface.co/openai-community/gpt2/resolve/main/merges.txt into one folder
+# and set `MINITF_GPT2_DIR` to it. If you have used GPT-2 with the `transformers`
+# library, they are already in its cache (a folder under
+# `~/.cache/huggingface/hub/models--openai-community--gpt2/snapshots/`), which minitf
+# finds by itself. Without them this cell prints one line and the rest of the lesson
+# runs as usual: the table below then has no GPT-2 row to check.
 
 # %%
 SAMPLES = [" 🐠", " strawberry", "strawberry", " 1234+5678="]
 gpt2_folder = course.gpt2_dir()
 splits = {}
 if gpt2_folder is None:
-    print("GPT-2's vocab.json/merges.txt not found: set MINITF_GPT2_DIR to see this part")
+    print("GPT-2's vocab.json/merges.txt not found (see above where to get them): "
+          "skipping this part")
 else:
     gpt2 = bpe.Tokenizer.from_gpt2(gpt2_folder)
     for text in SAMPLES:

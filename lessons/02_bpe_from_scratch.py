@@ -1,8 +1,8 @@
 # %% [markdown]
 # # Lesson 2: BPE from scratch
 #
-# **Goal:** write the byte-pair-encoding training loop yourself, then see what tokens it
-# learns from real text and why a word like "strawberry" ends up in pieces.
+# **Goal:** write the byte-pair-encoding training loop and the encoder yourself, then see
+# what tokens it learns from real text, and that a token hides the letters it is made of.
 #
 # Lesson 1 showed that text is bytes. Bytes make long sequences (one step per byte), so
 # tokenizers merge frequent neighbours into new tokens. *BPE* (see the
@@ -121,6 +121,61 @@ def train_merges(text: str, n_merges: int) -> list[tuple[int, int]]:
 check_here(2, globals(), "train_merges")
 
 # %% [markdown]
+# ## Encoding new text with the merges
+#
+# The merges are the tokenizer. To encode any text, even text the trainer never saw,
+# start from its bytes and replay the merges *in the order they were learned*: find the
+# adjacent pair whose merge came earliest (the lowest *rank*, its index in the merge
+# list), merge it everywhere, and repeat until no adjacent pair is a merge. Merge `k`
+# makes id `256 + k`. Decoding goes back: each id stands for a byte string (`vocab` as
+# in exercise 3), and the bytes of all ids joined are UTF-8 text.
+#
+# ### Exercise 4: `encode` and `decode`
+# `encode(text, merges)` returns the ids of `text` (its UTF-8 bytes, merged by rank as
+# above; no pre-splitting into words). `decode(ids, merges)` returns the text, decoding
+# the bytes with `errors="replace"` (a cut can fall inside a character).
+
+# %%
+def encode(text: str, merges: list[tuple[int, int]]) -> list[int]:
+    """Text -> ids with BPE merges applied by rank (merge k makes id 256 + k)."""
+    ### BEGIN SOLUTION
+    rank = {tuple(pair): k for k, pair in enumerate(merges)}
+    ids = list(text.encode("utf-8"))
+    while len(ids) >= 2:
+        pairs = set(zip(ids, ids[1:], strict=False))
+        best = min(pairs, key=lambda p: rank.get(p, len(merges)))
+        if best not in rank:
+            break  # no adjacent pair is a merge
+        ids = merge_pair(ids, best, 256 + rank[best])
+    return ids
+    ### END SOLUTION
+
+
+def decode(ids: list[int], merges: list[tuple[int, int]]) -> str:
+    """Ids -> text: each id's bytes, joined and decoded as UTF-8."""
+    ### BEGIN SOLUTION
+    vocab = [bytes([i]) for i in range(256)]
+    for a, b in merges:
+        vocab.append(vocab[a] + vocab[b])
+    return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
+    ### END SOLUTION
+
+
+# %%
+check_here(2, globals(), "encode_decode")
+
+# %% [markdown]
+# On the string we started from, with the three merges `aa`, `aaa`, `aaab`: the merges
+# compress 11 bytes into 5 tokens, and `decode` gives the string back. `minitf.bpe.Tokenizer`
+# does the same (faster, and chunk by chunk when it pre-splits words):
+
+# %%
+word_merges = train_merges(WORD, 3)
+word_ids = encode(WORD, word_merges)
+print(f"{WORD!r} -> {word_ids} -> {decode(word_ids, word_merges)!r}")
+print("minitf:", bpe.Tokenizer(word_merges, pattern=None).encode(WORD))
+
+# %% [markdown]
 # ## The fast loop
 #
 # The textbook loop recounts the whole text after every merge: `n_merges` passes. minitf
@@ -187,17 +242,36 @@ ax.set_title("Each doubling of the vocabulary buys less compression")
 course.save_figure(fig, "02_bpe_compression.png")
 
 # %% [markdown]
-# ## How is "strawberry" split?
+# ## What does a token hide?
 #
-# A word the corpus rarely contains falls apart into whatever pieces it did see. The
-# model then sees `str`, `a`, `w`, ... and never the letters of one word together: that
-# is why "how many r's in strawberry" is hard for a model (lesson 13).
+# A word the corpus rarely contains is written with whatever pieces it did make
+# frequent; a word it saw often becomes one token. GPT-2, trained on web text, has
+# `" strawberry"` (with its leading space) as a single token (lesson 1 shows where to get
+# its files; without them the GPT-2 line is skipped). Either way, the model receives ids,
+# not letters: nothing in the id of a multi-letter token says which letters it holds, or
+# how many `r`s. A model can only learn that, token by token. That is why "how many r's
+# in strawberry?" is hard for a model, and lesson 13 measures it: the split into pieces
+# is not the problem, the letters hidden inside the pieces are.
 
 # %%
+def pieces_of(tokenizer: bpe.Tokenizer, word: str) -> list[str]:
+    return [tokenizer.token_str(i) for i in tokenizer.encode(word)]
+
+
 for word in [" strawberry", "strawberry", " return", " self.assertEqual"]:
-    pieces = [tok.token_str(i) for i in tok.encode(word)]
-    print(f"{word!r:20} -> {pieces}")
-straw_pieces = len(tok.encode(" strawberry"))
+    print(f"{word!r:20} -> {pieces_of(tok, word)}")
+straw_ids = tok.encode(" strawberry")
+hidden = sum(len(tok.token_bytes(i)) > 1 for i in straw_ids)  # tokens of several letters
+print(f"' strawberry' with this code tokenizer: {len(straw_ids)} tokens, {hidden} of them "
+      "hold several letters")
+gpt2_straw = None
+if course.gpt2_dir() is None:
+    print("GPT-2's vocab.json/merges.txt not found (lesson 1 says where to get them): "
+          "skipping the GPT-2 line")
+else:
+    gpt2 = bpe.Tokenizer.from_gpt2(course.gpt2_dir())
+    gpt2_straw = gpt2.encode(" strawberry")
+    print(f"GPT-2: ' strawberry' -> {pieces_of(gpt2, ' strawberry')} ({len(gpt2_straw)} token)")
 
 # %% [markdown]
 # ## What you should see
@@ -205,9 +279,11 @@ straw_pieces = len(tok.encode(" strawberry"))
 # | quantity | value |
 # |---|---|
 # | first merges of `"aaabdaaabac"` (textbook, no pre-split) | `aa`, `aaa`, `aaab` |
+# | `"aaabdaaabac"` encoded with them | 5 tokens, decoded back exactly |
 # | textbook and fast trainer agree | `True` |
 # | bytes per token on held-out code, 256 / 1024 vocab | 1.0 / about 2.5 (2.0-4.0) |
-# | tokens for `" strawberry"` with this code tokenizer | several (at least 3) |
+# | tokens for `" strawberry"`, this code tokenizer | at least 3, some of several letters |
+# | tokens for `" strawberry"` with GPT-2 (if its files are there) | 1 |
 #
 # The cell below checks them (stdlib sources differ a little across Python versions,
 # hence the ranges).
@@ -217,7 +293,10 @@ wiki = bpe.train_simple(WORD, 256 + 3, pattern=None)
 assert [wiki.token_bytes(256 + i) for i in range(3)] == [b"aa", b"aaa", b"aaab"]
 assert textbook.merges == fast.merges
 assert abs(ratio[256] - 1.0) < 1e-9 and 2.0 < ratio[1024] < 4.0, ratio
-assert straw_pieces >= 3
+assert len(word_ids) == 5 and decode(word_ids, word_merges) == WORD
+assert word_ids == bpe.Tokenizer(word_merges, pattern=None).encode(WORD)
+assert len(straw_ids) >= 3 and hidden >= 1
+assert gpt2_straw is None or len(gpt2_straw) == 1
 print("all numbers as expected")
 
 # %% [markdown]

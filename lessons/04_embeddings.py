@@ -253,6 +253,47 @@ print(f"random matrices with a gap as small as the trained one: {as_ordered:.1%}
 # the output. It is far less ordered: its job is to tell the ten answers apart.
 
 # %% [markdown]
+# ## Where is each token? Position embeddings
+#
+# The token embedding says *what* a token is, not *where*. Attention (lesson 5) mixes
+# the vectors of the positions a query may see with weights that depend only on the
+# vectors themselves: a weighted average over a *set*. Shuffle the earlier tokens and
+# the set is the same, so `123+045=` and `321+540=` would look identical to the `=`. GPT-2
+# fixes this with a second table, `pos_embed` `(max_len, D)`: one learned vector per
+# position, added to the token's vector before the first block (`forward` computes
+# `embed[tokens] + pos_embed[:T]`). Now the vector at position 0 says "digit 1, and I am
+# the hundreds digit of the first number".
+#
+# The test: block 0's output at the `=` for the two shuffled problems, with the position
+# table as trained and with it replaced by zeros.
+
+# %%
+forward_cached = jax.jit(model.forward, static_argnames=("config", "cache"))
+shuffled = jnp.asarray([tok.encode("123+045="), tok.encode("321+540=")])  # (2, T): same tokens
+
+
+def gap_at_last(params_: dict, layer: int) -> float:
+    """How much the two problems differ at the last position after block `layer`."""
+    _, acts = forward_cached(params_, shuffled, config, cache=True)
+    last = acts[f"blocks.{layer}.resid_post"][:, -1]  # (2, D)
+    return float(jnp.abs(last[0] - last[1]).max())
+
+
+no_positions = {**params, "pos_embed": jnp.zeros_like(params["pos_embed"])}
+gap_with, gap_without = gap_at_last(params, 0), gap_at_last(no_positions, 0)
+gap_without_later = gap_at_last(no_positions, 1)
+print(f"'=' after block 0, 123+045= vs 321+540=: differ by up to {gap_with:.2f} with "
+      f"positions, {gap_without:.1e} without (after block 1, without: {gap_without_later:.2f})")
+
+# %% [markdown]
+# Without positions the two problems are the same to the first block: the difference
+# is float rounding. (Block 1 already tells them apart a little: causal attention lets
+# position `t` see only `0..t`, so block 0's outputs at the earlier positions depend on
+# the order, and block 1 reads those. The first block can't.) Learned position
+# vectors are GPT-2's choice; other models add fixed sine waves or rotate the queries
+# and keys by an angle that grows with the position (*rotary* embeddings).
+
+# %% [markdown]
 # ## The same on real text
 #
 # Digits in a sum are a small world. Do the vectors of a language model organise
@@ -342,6 +383,8 @@ plt.close(fig)
 # | similarity vs distance: random / trained | about 0 / about -0.8 (below -0.6) |
 # | order along PC1, trained | about 0.8-0.9 (above 0.7) |
 # | random matrices with a gap as small as the trained one | under 1% |
+# | block 0 at `=`: `123+045=` vs `321+540=`, with `pos_embed` | differ (> 0.1) |
+# | ... without `pos_embed`: after block 0 / after block 1 | equal (< 1e-4) / differ (> 1e-3) |
 # | text model, before training: inside a group vs random pairs, each group | within 3 z |
 # | text model, trained: inside minus random, digits to punctuation | 0.3-0.75 (> 0.15, z > 3) |
 # | text model, after training: inside minus random, capitalised words | 0.1-0.2 (> 0.05) |
@@ -362,6 +405,8 @@ assert abs(random_mean["similarity vs distance"]) < 0.05
 assert measures["trained"]["similarity vs distance"] < -0.6
 assert measures["trained"]["|order along PC1|"] > 0.7
 assert as_ordered < 0.01
+assert gap_with > 0.1 and gap_without < 1e-4 and gap_without_later > 1e-3, (
+    gap_with, gap_without, gap_without_later)
 assert len(groups) == 5, list(groups)
 for name in groups:
     b, a = text_scores[name]["before"], text_scores[name]["after"]

@@ -1,8 +1,9 @@
 # %% [markdown]
 # # Lesson 6: The transformer block and the residual stream
 #
-# **Goal:** assemble a transformer block from minitf's pieces, see the model as a stream
-# of vectors that every block adds to, and count its parameters by formula.
+# **Goal:** write a transformer block yourself (layer norm, the GELU MLP, attention and
+# the two residual additions), see the model as a stream of vectors that every block
+# adds to, and count its parameters by formula.
 #
 # A GPT-2 block reads the *residual stream* (see the [glossary](../docs/glossary.md)),
 # normalizes it, attends, and *adds* the result back; then does the same with an MLP.
@@ -37,11 +38,110 @@ print("logits:", logits.shape)
 print("cached:", [name for name in acts if name.startswith("blocks.0.")])
 
 # %% [markdown]
-# ### Exercise 1: `block`
-# Write one pre-norm block for one sequence, with minitf's pieces:
-# `model.layer_norm`, `model.qkv`, `model.causal_mask`, `model.attend`, `model.attn_output`
-# and `model.mlp`. The parameters are `params["blocks"][l]`, with keys `ln1`, `attn`,
-# `ln2`, `mlp`. In two lines of math:
+# ## Layer norm: every block reads vectors of one size
+#
+# The residual stream is a running sum: every block adds to it, so the size of its
+# vectors changes from layer to layer, and differs from token to token. A block's
+# weights can't be tuned for inputs of every size: attention scores would grow with the
+# stream until the softmax saturates, and the MLP's non-linearity would see ever larger
+# numbers. So each block first *normalizes* what it
+# reads: per vector, subtract its mean over the `D` entries and divide by its standard
+# deviation, then multiply by a learned `scale` and add a learned `bias` (so the block
+# can still choose the size it wants, one number per dimension). Each vector is
+# normalized on its own, with no statistics over the batch, so a model treats one
+# sequence the same whether it is trained in a batch or generates alone. The stream
+# itself is never normalized: the block normalizes its *copy*.
+#
+# ### Exercise 1: `layer_norm`
+# For `x` `(..., D)`, return `(x - mean) / sqrt(var + model.LN_EPS) * scale + bias`, with
+# the mean and (biased) variance over the last axis; `scale` and `bias` are `(D,)`.
+# (`LN_EPS` = 1e-5 keeps a constant vector from dividing by zero.)
+
+# %%
+def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array) -> jax.Array:
+    """Normalize each vector, then scale and shift. [..., D], [D], [D] -> [..., D]"""
+    ### BEGIN SOLUTION
+    mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)  # (..., 1)
+    return (x - mean) / jnp.sqrt(var + model.LN_EPS) * scale + bias  # (..., D)
+    ### END SOLUTION
+
+
+# %%
+check_here(6, globals(), "layer_norm")
+
+# %% [markdown]
+# ## The MLP: where each position computes
+#
+# Attention moves information between positions, and what it moves is a weighted
+# average of value vectors: mixing, not computing. The MLP is where a position computes
+# with what it holds, the same small network applied to every position on its own:
+#
+#     mlp(x) = gelu(x @ w_in + b_in) @ w_out + b_out      (D -> M -> D, M = 4 D in GPT-2)
+#
+# Each of the `M` hidden units (*neurons*) reads one direction of the stream (a column
+# of `w_in`), fires when the vector points that way, and writes its own direction back
+# (a row of `w_out`). The non-linearity in the middle is what makes this more than one
+# matrix: without it, `(x @ w_in) @ w_out` is just `x @ (w_in @ w_out)`, a single linear
+# map (checked below). GPT-2's non-linearity is *GELU*, `x * Phi(x)` with `Phi` the
+# standard normal's CDF: it lets positive inputs through, pushes large negative ones to
+# 0, and bends smoothly in between (unlike ReLU's corner at 0, so small negative inputs
+# still get a little gradient). GPT-2 computes it with a tanh approximation:
+#
+#     gelu(x) = 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+#
+# ### Exercise 2: `mlp`
+# Write the MLP for `x` `(..., D)` with the parameters of `block_params["mlp"]`:
+# `w_in` `(D, M)`, `b_in` `(M,)`, `w_out` `(M, D)`, `b_out` `(D,)`. Write GELU with the
+# tanh formula above (don't call `jax.nn.gelu`).
+
+# %%
+def mlp(x: jax.Array, mlp_params: dict) -> jax.Array:
+    """GPT-2's MLP on each position. [..., D] -> [..., D]"""
+    ### BEGIN SOLUTION
+    pre = x @ mlp_params["w_in"] + mlp_params["b_in"]  # (..., M)
+    hidden = 0.5 * pre * (1 + jnp.tanh(jnp.sqrt(2 / jnp.pi) * (pre + 0.044715 * pre**3)))
+    return hidden @ mlp_params["w_out"] + mlp_params["b_out"]  # (..., D)
+    ### END SOLUTION
+
+
+# %%
+check_here(6, globals(), "mlp")
+
+# %%
+xs = jnp.linspace(-4, 4, 161)  # (161,)
+gelu = 0.5 * xs * (1 + jnp.tanh(jnp.sqrt(2 / jnp.pi) * (xs + 0.044715 * xs**3)))  # (161,)
+exact_gelu = jax.nn.gelu(xs, approximate=False)  # x * Phi(x), by the error function
+gelu_gap = float(jnp.abs(gelu - exact_gelu).max())
+block0 = params["blocks"][0]["mlp"]
+resid = acts["blocks.0.resid_mid"][0]  # (T, D): what block 0's MLP reads (before its norm)
+linear_only = (resid @ block0["w_in"] + block0["b_in"]) @ block0["w_out"] + block0["b_out"]
+one_matrix = resid @ (block0["w_in"] @ block0["w_out"]) + (block0["b_in"] @ block0["w_out"]
+                                                           + block0["b_out"])  # fmt: skip
+collapse_gap = float(jnp.abs(linear_only - one_matrix).max())
+print(f"tanh GELU vs exact GELU: largest difference {gelu_gap:.1e} on [-4, 4]")
+print(f"an MLP without its non-linearity vs one matrix: largest difference {collapse_gap:.1e}")
+
+fig, ax = plt.subplots(figsize=course.FIGSIZE)
+ax.plot(xs, gelu, label="GELU (tanh form, GPT-2)")
+ax.plot(xs, jnp.maximum(xs, 0), linestyle="--", label="ReLU")
+ax.axhline(0, color="gray", linewidth=0.5)
+ax.set_xlabel("input of a hidden unit")
+ax.set_ylabel("output")
+ax.legend()
+ax.set_title("GELU: like ReLU, but smooth, with a small dip below zero")
+course.save_figure(fig, "06_gelu.png")
+
+# %% [markdown]
+# ### Exercise 3: `block`
+# Now one whole pre-norm block, for one sequence `(T, D)`, with the parameters
+# `params["blocks"][l]` (keys `ln1`, `attn`, `ln2`, `mlp`; each norm has `scale` and
+# `bias`). Use your `layer_norm` and `mlp`, and write the attention yourself, as in
+# lesson 5: `attn["w_qkv"]` `(D, 3D)` and `attn["b_qkv"]` `(3D,)` give queries, keys and
+# values side by side (split into three), each split into `n_head` heads of width
+# `K = D / n_head`; scores scaled by `1 / sqrt(K)`, the causal mask, softmax over keys,
+# the heads concatenated, then the output projection `attn["w_out"]` `(D, D)` +
+# `attn["b_out"]`. In two lines of math:
 #
 #     resid_mid  = resid_pre + attention(layer_norm(resid_pre, ln1))
 #     resid_post = resid_mid + mlp(layer_norm(resid_mid, ln2))
@@ -50,13 +150,20 @@ print("cached:", [name for name in acts if name.startswith("blocks.0.")])
 def block(resid_pre: jax.Array, block_params: dict, n_head: int) -> jax.Array:
     """One transformer block. [T, D] -> [T, D]"""
     ### BEGIN SOLUTION
-    T = resid_pre.shape[0]
-    q, k, v = model.qkv(model.layer_norm(resid_pre, block_params["ln1"]),
-                        block_params["attn"], n_head)  # (T, H, K)
-    z, _ = model.attend(q, k, v, model.causal_mask(T))  # (T, H, K)
-    resid_mid = resid_pre + model.attn_output(z, block_params["attn"])  # (T, D)
-    hidden = model.layer_norm(resid_mid, block_params["ln2"])  # (T, D)
-    return resid_mid + model.mlp(hidden, block_params["mlp"])  # (T, D)
+    T, D = resid_pre.shape
+    K = D // n_head
+    ln1, attn, ln2 = block_params["ln1"], block_params["attn"], block_params["ln2"]
+    x = layer_norm(resid_pre, ln1["scale"], ln1["bias"])  # (T, D)
+    qkv = x @ attn["w_qkv"] + attn["b_qkv"]  # (T, 3D)
+    q, k, v = (part.reshape(T, n_head, K) for part in jnp.split(qkv, 3, axis=-1))  # (T, H, K)
+    scores = jnp.einsum("thk,shk->hts", q, k) / jnp.sqrt(K)  # (H, T, S)
+    causal = jnp.tril(jnp.ones((T, T), dtype=bool))  # (T, S)
+    scores = jnp.where(causal, scores, jnp.finfo(scores.dtype).min)  # (H, T, S)
+    pattern = jax.nn.softmax(scores, axis=-1)  # (H, T, S)
+    z = jnp.einsum("hts,shk->thk", pattern, v).reshape(T, D)  # (T, D): heads side by side
+    resid_mid = resid_pre + z @ attn["w_out"] + attn["b_out"]  # (T, D)
+    x = layer_norm(resid_mid, ln2["scale"], ln2["bias"])  # (T, D)
+    return resid_mid + mlp(x, block_params["mlp"])  # (T, D)
     ### END SOLUTION
 
 
@@ -107,7 +214,7 @@ print(f"logits rebuilt from the last residual differ by at most {max_diff:.1e}")
 # Every parameter is in `params`, a nested dict, so `model.count_params` just sums the
 # array sizes. Can you predict the number from the config alone?
 #
-# ### Exercise 2: `count_params_formula`
+# ### Exercise 4: `count_params_formula`
 # Return the number of parameters `model.init_params(config, key)` creates, computed from
 # the config's fields only. Per block: two layer norms (scale and bias, `D` each),
 # `w_qkv` `(D, 3D)` + `b_qkv`, `w_out` `(D, D)` + `b_out`, the MLP's `w_in` `(D, M)` + `b_in`
@@ -168,6 +275,8 @@ course.save_figure(fig, "06_gpt2_params.png")
 #
 # | quantity | value |
 # |---|---|
+# | GELU's tanh form vs the exact `x * Phi(x)` | within 1e-3 |
+# | an MLP without GELU vs one matrix | the same map (diff < 1e-5) |
 # | logits rebuilt from the last `resid_post` vs `forward` | equal (max diff < 1e-5) |
 # | each block's update vs the stream at init | smaller (ratio < 1) |
 # | GPT-2 small parameters | 124,439,808 |
@@ -176,6 +285,7 @@ course.save_figure(fig, "06_gpt2_params.png")
 # Checked below.
 
 # %%
+assert gelu_gap < 1e-3 and collapse_gap < 1e-5, (gelu_gap, collapse_gap)
 assert max_diff < 1e-5
 assert max(updates) < min(norms)
 assert n_gpt2 == 124_439_808
@@ -185,9 +295,10 @@ print("all numbers as expected")
 # %% [markdown]
 # ## Where this lives in minitf/
 #
-# - `minitf/model.py`: `block` (the one you wrote, which also keeps its activations
-#   for the cache) and `forward` (embeddings, `block` for each of `params["blocks"]`,
-#   the final norm and the unembedding), `layer_norm`, `mlp`, `logits_from_resid`,
+# - `minitf/model.py`: `layer_norm`, `mlp` and `block` (the ones you wrote; `block` also
+#   keeps its activations for the cache and takes hooks), `qkv`, `attend` and
+#   `attn_output` (its attention, in three steps), and `forward` (embeddings, `block` for
+#   each of `params["blocks"]`, the final norm and the unembedding), `logits_from_resid`,
 #   `count_params`, `init_params` (the `1/sqrt(2 n_layer)` scaling).
 # - `minitf/lens.py`: the logit lens applies `logits_from_resid` to every layer's
 #   residual (lesson 10).

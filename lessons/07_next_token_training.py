@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+import optax
 
 from minitf import course, model
 from minitf.course.check import check_here
@@ -132,6 +133,72 @@ print(f"loss at init {float(init_loss):.3f}, log V = log {task.tokenizer.vocab_s
       f"= {uniform_loss:.3f}; token accuracy at init {float(init_acc):.2f}")
 
 # %% [markdown]
+# ## One training step
+#
+# A step of training is four moves: compute the loss and its gradient (lesson 3's
+# `jax.grad`, here `jax.value_and_grad`, which returns both); *clip* the gradient, so one
+# unlucky batch can't throw the weights far (if the gradient's *global norm*, the square
+# root of the sum of squares of every entry of every array, is above `clip`, scale every
+# array down by the same factor so the norm becomes `clip`); let the optimizer turn the
+# gradient into an update (AdamW: a step along a running average of the gradient, each
+# entry scaled by a running average of its square, plus weight decay); and add the
+# update to the parameters. The optimizer is an [optax](https://optax.readthedocs.io)
+# `GradientTransformation`: `optimizer.init(params)` makes its state (Adam's running
+# averages), `optimizer.update(grads, opt_state, params)` returns `(updates, new state)`,
+# and `optax.apply_updates(params, updates)` adds them.
+#
+# ### Exercise 4: `train_step`
+# Write one step for `minitf.train.loss_fn` (which returns `(loss, accuracy)`): the loss
+# and gradient with respect to `params`, the gradient clipped to global norm `clip` by
+# hand (no `optax.clip_by_global_norm`), the optimizer's update, the new parameters.
+# Return `(params, opt_state, loss)`.
+
+# %%
+def train_step(params: dict, opt_state, tokens: jax.Array, loss_mask: jax.Array, optimizer,
+               config: model.Config, clip: float = 1.0) -> tuple[dict, object, jax.Array]:
+    """One optimizer step on one batch [B, T], [B, T] -> (new params, new state, loss)."""
+    ### BEGIN SOLUTION
+    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, tokens, loss_mask,
+                                                                 config)  # fmt: skip
+    norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))  # ()
+    factor = jnp.minimum(1.0, clip / norm)  # () : 1 when the norm is small enough
+    grads = jax.tree.map(lambda g: g * factor, grads)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+    ### END SOLUTION
+
+
+# %%
+check_here(7, globals(), "train_step")
+
+# %% [markdown]
+# `minitf.train.make_step` is this step, compiled with `jax.jit` (and the clipping is
+# the first link of `make_optimizer`'s optax chain). Twenty steps of each from the same
+# start, on the same batches, give the same losses:
+
+# %%
+tiny_steps = 20
+adamw = optax.adamw(1e-3, b1=0.9, b2=0.99, weight_decay=0.1)  # no clipping: your step clips
+your_step = jax.jit(functools.partial(train_step, optimizer=adamw, config=config))
+minitf_step = make_step(functools.partial(loss_fn, config=config),
+                        optax.chain(optax.clip_by_global_norm(1.0), adamw))  # fmt: skip
+start_params = init_params(config, jax.random.key(1))
+p_yours = p_theirs = start_params
+s_yours, s_theirs = adamw.init(start_params), optax.chain(
+    optax.clip_by_global_norm(1.0), adamw).init(start_params)  # fmt: skip
+losses_yours, losses_theirs = [], []
+step_rng = np.random.default_rng(5)
+for _ in range(tiny_steps):
+    batch = task.batch(step_rng, BATCH)  # (B, T), (B, T)
+    p_yours, s_yours, loss = your_step(p_yours, s_yours, *batch)
+    p_theirs, s_theirs, loss_theirs, _ = minitf_step(p_theirs, s_theirs, batch)
+    losses_yours.append(float(loss))
+    losses_theirs.append(float(loss_theirs))
+step_gap = max(abs(a - b) for a, b in zip(losses_yours, losses_theirs, strict=True))
+print(f"{tiny_steps} steps: loss {losses_yours[0]:.3f} -> {losses_yours[-1]:.3f}; "
+      f"largest difference from make_step {step_gap:.1e}")
+
+# %% [markdown]
 # ## The training loop, on a fixed training set
 #
 # `minitf.train.train` draws fresh problems at every step, as if data were unlimited. To
@@ -148,11 +215,12 @@ print(f"loss at init {float(init_loss):.3f}, log V = log {task.tokenizer.vocab_s
 # %%
 STEPS = 150 if QUICK else 1200  # optimizer steps per run
 SIZES = [500, 2000] if QUICK else [250, 500, 1000, 2000]  # training-set sizes N
+SEEDS = [0] if QUICK else [0, 1]  # starts per run; the one that fits its training set best is kept
 LR = 3e-3  # peak learning rate
 EVAL_N = 500  # held-out problems per evaluation
 optimizer = make_optimizer(TrainConfig(steps=STEPS, lr=LR))
 # compiled once, reused by every run
-train_step = make_step(functools.partial(loss_fn, config=config), optimizer)
+fixed_set_step = make_step(functools.partial(loss_fn, config=config), optimizer)
 
 
 def digit_accuracy(task: Task, params: dict, config: model.Config,
@@ -170,7 +238,7 @@ def train_on_fixed_set(task: Task, train_tokens: np.ndarray, train_mask: np.ndar
                        seed: int = 0) -> dict:
     """Train a fresh model on a fixed set of problems, batches drawn from it with replacement.
 
-    Uses this lesson's `config`, `optimizer` and `train_step`. Returns {"params", "loss"
+    Uses this lesson's `config`, `optimizer` and `fixed_set_step`. Returns {"params", "loss"
     per step, "eval_step", "digit_acc" [n_evals, A] by place value, "exact" at the end}.
     """
     params = init_params(config, jax.random.key(seed))
@@ -180,7 +248,7 @@ def train_on_fixed_set(task: Task, train_tokens: np.ndarray, train_mask: np.ndar
     for step in range(1, steps + 1):
         rows = rng.integers(0, len(train_tokens), BATCH)  # (B,) problems of this batch
         batch = (train_tokens[rows], train_mask[rows])  # (B, T) each
-        params, opt_state, loss, _ = train_step(params, opt_state, batch)
+        params, opt_state, loss, _ = fixed_set_step(params, opt_state, batch)
         history["loss"].append(float(loss))
         if eval_every and (step % eval_every == 0 or step == 1):
             history["eval_step"].append(step)
@@ -206,7 +274,13 @@ def train_on_fixed_set(task: Task, train_tokens: np.ndarray, train_mask: np.ndar
 #
 # Same problems, same model, same steps: only the answer's order differs. We train one
 # model per format and per training-set size `N` (the first `N` of one fixed list of
-# problems, so a larger set contains every smaller one).
+# problems, so a larger set contains every smaller one). Full mode trains each of them
+# twice, from two random initialisations (seeds 0 and 1), and keeps the run whose
+# training loss ends lower: one run can sit on a plateau (see "Which digit is learned
+# first?" below) for longer than all its 1200 steps. On the development machine the
+# reversed run on N = 2000 from seed 0 did, ending at a training loss of 0.44 and 32%
+# exact match, while seed 1 reached 100%. Choosing by the training loss never looks at
+# the held-out problems. (The lines below print the other run too.)
 
 # %%
 formats = {"plain": addition(3), "reversed": addition(3, reverse_answer=True)}
@@ -221,12 +295,18 @@ for name, fmt in formats.items():
     all_tokens, all_mask = fmt.batch(np.random.default_rng(3), max(SIZES))  # (N_max, T)
     for n_train in SIZES:
         track = n_train == max(SIZES)  # follow every digit during the largest run only
-        run = train_on_fixed_set(fmt, all_tokens[:n_train], all_mask[:n_train], test_prompts,
-                                 steps=STEPS, eval_every=STEPS // 10 if track else 0)
+        tries = [train_on_fixed_set(fmt, all_tokens[:n_train], all_mask[:n_train], test_prompts,
+                                    steps=STEPS, eval_every=STEPS // 10 if track else 0,
+                                    seed=seed) for seed in SEEDS]  # fmt: skip
+        final_losses = [float(np.mean(t["loss"][-20:])) for t in tries]
+        run = tries[int(np.argmin(final_losses))]  # chosen by training loss: no test peeking
         exact[name].append(run["exact"])
         runs[name, n_train] = run
-        print(f"{name:8} N={n_train:5}: final train loss {np.mean(run['loss'][-20:]):.4f}, "
-              f"held-out exact match {run['exact']:.3f}")
+        others = "".join(f"; seed {seed}: loss {loss:.4f}, exact match {t['exact']:.3f}"
+                         for seed, loss, t in zip(SEEDS, final_losses, tries, strict=True)
+                         if t is not run)  # fmt: skip
+        print(f"{name:8} N={n_train:5}: final train loss {min(final_losses):.4f}, held-out "
+              f"exact match {run['exact']:.3f}{others}")
 
 # %%
 fig, ax = plt.subplots(figsize=course.FIGSIZE)
@@ -239,17 +319,20 @@ ax.set_xlabel("training problems N (a fixed set, each seen many times)")
 ax.set_ylabel("held-out exact match (%)")
 ax.set_ylim(0, 102)
 ax.legend()
-ax.set_title(f"3-digit addition, {STEPS} steps of {BATCH}: reversed reaches 100%, plain stalls")
+ax.set_title(f"3-digit addition, {STEPS} steps of {BATCH}: reversed is right from N = 500, "
+             "plain needs more", fontsize=9)  # fmt: skip
 course.save_figure(fig, "07_train_size_sweep.png")
 
 # %% [markdown]
 # With too few problems both formats memorize: the training loss goes to zero while
 # held-out answers stay wrong. Past that, the reversed format is right on (nearly) every
-# held-out problem, while the plain one stays a few percent short even with four times
-# more data. (Lee et al., 2023, "Teaching arithmetic to small transformers", report the
-# same kind of gap with a larger model: the reversed format near 100% after a few
-# thousand examples, the plain one lagging. This tiny model needs fewer, in this run.)
-# Where does the plain model go wrong? Its mistakes on held-out problems:
+# held-out problem from N = 500 on, while the plain one lags: at N = 500 it is ten or
+# more points behind, and with more data it catches up, fully in some runs, a few
+# percent short in others (which one depends on the initialization). (Lee et al., 2023,
+# "Teaching arithmetic to small transformers", report the same kind of gap with a larger
+# model: the reversed format near 100% after a few thousand examples, the plain one
+# lagging. This tiny model needs fewer.) Where does the plain model go wrong? Its
+# mistakes on held-out problems:
 
 # %%
 plain = formats["plain"]
@@ -270,9 +353,10 @@ for prompt, answer in zip(test_prompts[is_wrong][:6], predicted[is_wrong][:6], s
 # %%
 a_digits, b_digits = test_prompts[:, 0:3], test_prompts[:, 4:7]  # (n, 3) hundreds, tens, units
 carry_chain = np.any(a_digits[:, :2] + b_digits[:, :2] == 9, axis=1)  # (n,)
-chain_all, chain_wrong = carry_chain.mean(), carry_chain[is_wrong].mean()
+chain_all = carry_chain.mean()
+chain_wrong = carry_chain[is_wrong].mean() if is_wrong.any() else float("nan")
 print(f"{is_wrong.sum()} mistakes; a column summing to 9 in {chain_all:.0%} of all problems, "
-      f"in {chain_wrong:.0%} of the mistakes")
+      + (f"in {chain_wrong:.0%} of the mistakes" if is_wrong.any() else "no mistakes to count"))
 
 # %% [markdown]
 # ## Which digit is learned first?
@@ -306,31 +390,38 @@ for name in formats:
           {p: round(float(a), 3) for p, a in zip(places, final_digit_acc[name], strict=True)})
 
 # %% [markdown]
-# The thousands digit comes first in both formats: it is only 0 or 1, and a rule on the
-# hundreds column alone (`a + b >= 10`) already gets it right about 95% of the time. The
-# digits that need the sum modulo 10 come later, after a plateau in which the loss
-# hardly moves; how long that plateau lasts depends on the random initialization (try
-# another `seed`). In the plain format the hundreds digit is the last to reach 90% and
-# is still the worst at the end: it is written second, yet whether a 1 is carried into
-# it depends on the tens and, through them, the units, a chain the model has to follow
-# before writing. (The thousands digit depends on that chain too, but only in the 10% of
-# problems whose hundreds column sums to exactly 9.) In the reversed format every carry
-# has been written down by the time it is needed, and every digit ends near 100%.
+# The thousands digit comes first (in the reversed format, sometimes together with the
+# units): it is only 0 or 1, and a rule on the hundreds column alone (`a + b >= 10`)
+# already gets it right about 95% of the time. The digits that need the sum modulo 10
+# come later, after a plateau in which the loss hardly moves; how long that plateau
+# lasts depends on the random initialization (try another `seed`). In the plain format
+# the hundreds digit is still the worst at the end: it is written second, yet whether a
+# 1 is carried into it depends on the tens and, through them, the units, a chain the
+# model has to follow before writing. (The thousands digit depends on that chain too,
+# but only in the 10% of problems whose hundreds column sums to exactly 9.) In the
+# reversed format every carry has been written down by the time it is needed, and every
+# digit ends near 100%.
 #
 # ## What you should see
 #
-# Full mode, 1200 steps per run (quick mode trains 150 steps on N = 500 and 2000 and
-# checks only the first row, and that the carry digit is the best place so far):
+# Full mode, 1200 steps per run, the better of seeds 0 and 1 (quick mode trains 150
+# steps on N = 500 and 2000 with seed 0 and checks only the first row, and that the
+# carry digit is the best place so far). Measured in fresh runs with seeds 0 and 1 (the
+# lesson) and, to see what varies, 2 and 3; the check's bound in parentheses:
 #
-# | quantity | value (measured on a CPU; the check's bound in parentheses) |
+# | quantity | value |
 # |---|---|
 # | loss of the untrained model | 2.52; `log 12 = 2.48` (within 0.2) |
-# | exact match with N = 250 | plain 5%, reversed 0%: memorized (both < 30%) |
-# | reversed, exact match for N = 500, 1000, 2000 | 98.6%, 100%, 99.8% (> 97%) |
-# | plain, exact match for N = 500, 1000, 2000 | 89.6%, 95.0%, 95.8% (< 98.5%, < reversed) |
-# | first place to reach 90% | thousands, both: step 120 plain, 360 reversed (first) |
-# | plain, worst place at the end | hundreds, 95% right (the worst) |
-# | a tens or hundreds column summing to 9 | 20% of problems, 84% of plain's 25 mistakes (> 2x) |
+# | your `train_step` vs `make_step`, 20 steps | the same losses (within 1e-4), falling |
+# | exact match with N = 250 | plain 3-28%, reversed 0-0.4%: memorized (both < 35%) |
+# | reversed, exact match for N = 500, 1000, 2000 | 98.8-100% (> 97%) |
+# | plain, exact match for N = 500, 1000, 2000 | 89-90%, 95-100%, 95-100% (never above reversed) |
+# | plain behind reversed at N = 500 | by 10 points (> 5) |
+# | first place to reach 90% | thousands, step 120 plain (first), 120-360 reversed (first or tied) |
+# | plain, worst place at the end (if not all perfect) | hundreds, 95% right |
+# | a tens or hundreds column summing to 9 | 20% of problems, 88% of plain's mistakes (> 2x) |
+#
+# (The last check needs mistakes to count: it applies when the plain model makes 10 or more.)
 #
 # Checked below.
 
@@ -339,19 +430,22 @@ print(f"exact match, plain:    {[round(e, 3) for e in exact['plain']]}")
 print(f"exact match, reversed: {[round(e, 3) for e in exact['reversed']]}")
 print(f"cpu {time.process_time() - cpu_start:.0f} s, wall {time.perf_counter() - wall_start:.0f} s")
 assert abs(float(init_loss) - uniform_loss) < 0.2
+assert step_gap < 1e-4 and losses_yours[-1] < losses_yours[0], (step_gap, losses_yours)
 if QUICK:  # after a short run the carry digit is the only place learned so far
     for name in formats:
         assert int(np.argmax(final_digit_acc[name])) == places.index("thousands")
 else:
     enough = [i for i, n in enumerate(SIZES) if n >= 500]
-    assert max(exact["plain"][0], exact["reversed"][0]) < 0.3
-    assert min(exact["reversed"][i] for i in enough) > 0.97
-    assert max(exact["plain"][i] for i in enough) < 0.985
-    assert all(exact["plain"][i] < exact["reversed"][i] for i in enough)
-    for name in formats:
-        assert int(np.argmin(step_to_90[name])) == places.index("thousands")
-    assert int(np.argmin(final_digit_acc["plain"])) == places.index("hundreds")
-    assert chain_wrong > 2 * chain_all and 0.1 < chain_all < 0.3
+    assert max(exact["plain"][0], exact["reversed"][0]) < 0.35, exact
+    assert min(exact["reversed"][i] for i in enough) > 0.97, exact
+    assert all(exact["plain"][i] <= exact["reversed"][i] for i in enough), exact
+    assert exact["plain"][SIZES.index(500)] < exact["reversed"][SIZES.index(500)] - 0.05, exact
+    thousands = places.index("thousands")
+    assert int(np.argmin(step_to_90["plain"])) == thousands, step_to_90
+    assert step_to_90["reversed"][thousands] == min(step_to_90["reversed"]), step_to_90
+    if min(final_digit_acc["plain"]) < 1:
+        assert int(np.argmin(final_digit_acc["plain"])) == places.index("hundreds")
+    assert 0.1 < chain_all < 0.3 and (is_wrong.sum() < 10 or chain_wrong > 2 * chain_all)
 print("all numbers as expected")
 
 # %% [markdown]

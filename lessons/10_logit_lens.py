@@ -40,8 +40,8 @@ LOT_STEPS, LOT_EVERY, LOT_BATCH = (200, 25, 64) if QUICK else (1500, 150, 128)
 # ## The model we look into
 #
 # The demo's model: 3-digit addition (`123+045=0168`), 2 blocks, 4 heads, `d_model` 64,
-# trained with `minitf train`'s defaults. `course.trained_model()` trains it once and
-# then loads it from a cache (quick mode: half the steps; it still solves the task).
+# trained with `minitf train`'s defaults (1500 steps). `course.trained_model()` trains it
+# once and then loads it from a cache; quick mode uses the same model.
 
 # %%
 params, config, task = course.trained_model()
@@ -100,6 +100,29 @@ print(f"last lens row vs the model's log-probs: max difference {last_row_diff:.1
 fig = lens.plot(title=f"Logit lens on {text}: each cell is the top guess for the next token")
 course.save_figure(fig, "10_lens_heatmap.png")
 plt.close(fig)
+
+# %% [markdown]
+# Read the heatmap only from the `=` on. Training scores just the predictions of the
+# answer digits (the loss mask of lesson 7): the cells from `=` to the third answer
+# digit. At the prompt positions, and at the last one, nothing was ever asked of the
+# model, yet its output there is just as dark, confident. Over held-out problems:
+
+# %%
+heat_prompts, heat_answers = task.problems(np.random.default_rng(2), 200, "test")
+heat_tokens = np.concatenate([heat_prompts, heat_answers], axis=1)  # (200, T)
+# the lens's last row is the model's own output
+output_lp = np.asarray(lens_log_probs(params, jnp.asarray(heat_tokens), config))[-1]  # (200,T,V)
+confidence = np.exp(output_lp.max(-1)).mean(0)  # (T,): the top token's probability
+next_right = (output_lp[:, :-1].argmax(-1) == heat_tokens[:, 1:]).mean(0)  # (T-1,)
+print(f"{'position':>9}" + "".join(f"{t:>6}" for t in range(P + A)))
+print(f"{'top p':>9}" + "".join(f"{x:>6.2f}" for x in confidence))
+print(f"{'right':>9}" + "".join(f"{x:>6.2f}" for x in next_right))
+
+# %% [markdown]
+# At the prompt positions the top guess has a probability around 0.9 and is right about
+# one time in ten, chance for a random digit; after the third digit of an operand (which
+# is always followed by `+` or `=`) it is never right. A confident cell is not a
+# meaningful one: the lens, like the model, only means something where training looked.
 
 # %% [markdown]
 # ## The rank of the right digit, layer by layer
@@ -212,11 +235,11 @@ plt.close(fig)
 
 # %% [markdown]
 # The thousands digit is 0 or 1 (the carry out of the hundreds column): the embeddings
-# alone guess it half the time, and after block 0 it is nearly always on top. The other
-# three digits are on top after block 0 only about a third of the time, and their KL
-# after block 0 is still large, 2 nats or more (for some digits even above the
-# embeddings': the lens reads block 0's residual as a confident wrong answer). So is the
-# answer computed in block 1?
+# alone guess it half the time, and after block 0 it is on top for most problems (72% to
+# 94% in models trained from three different seeds). The other three digits are on top
+# after block 0 only about a quarter to a third of the time, and their KL after block 0
+# is still large, 2 nats or more: the lens reads block 0's residual as a confident wrong
+# answer. So is the answer computed in block 1?
 #
 # ## The tuned lens: is the answer there, just in another basis?
 #
@@ -250,14 +273,13 @@ plt.close(fig)
 
 # %% [markdown]
 # Measured, not assumed: the tuned lens cuts the KL after block 0 several-fold, and puts
-# the right tens and units digit on top after block 0 in about 90% or more of the
-# problems, where the logit lens managed about a third. So after block 0 those digits are
-# mostly *there*, in a basis the unembedding doesn't read, and block 1 writes them into
-# the unembedding's basis (lesson 11: block 1's MLP writes most of their logit). The
-# hundreds digit lags behind the tens and units: it needs the carry out of the tens
-# column, which needs the units column too, and lesson 11 shows that no head of block 0
-# reads the tens column for it. The tuned lens can't invent information either:
-# on the embeddings alone (one token each) it stays near chance for those digits.
+# the right hundreds, tens and units digit on top after block 0 in 70% to 99% of the
+# problems (three seeds; quick mode's shorter training of the lens a little less), where
+# the logit lens managed a quarter to a third. So after block 0 those digits are mostly
+# *there*, in a basis the unembedding doesn't read, and block 1 writes them into the
+# unembedding's basis (lesson 11: block 1's MLP writes most of their logit). The tuned
+# lens can't invent information either: on the embeddings alone (one token each) it stays
+# near chance for those digits.
 #
 # ## The lens over training
 #
@@ -299,11 +321,13 @@ course.save_figure(fig, "10_lens_over_training.png")
 plt.close(fig)
 
 # %% [markdown]
-# At step 0 no digit is on top (`never`, 3). The thousands digit comes first: by the
-# first snapshot it is on top after block 0 or earlier (mean about 0.5). The hundreds
-# digit follows, then the tens and units, and the share of fully solved problems climbs.
-# The full run (the same settings as the model above) ends with every digit at about
-# 1.5 and every problem solved; quick mode's short run stops partway.
+# At step 0 (the untrained model) no problem is solved, and the three digits that need
+# the sum are almost never on top (a mean above 2.5 of a possible 3). The thousands digit
+# comes first: by the first snapshot it is on top after block 0 or earlier (mean about
+# 0.5). The hundreds digit follows, then the tens and units, and the share of fully
+# solved problems climbs. The full run (the same settings as the model above) ends with
+# the thousands digit below 1, the other digits at about 1.5, and every problem solved;
+# quick mode's short run stops partway.
 
 # %% [markdown]
 # ## The same on real text: a prediction forming over depth
@@ -417,21 +441,27 @@ plt.close(fig)
 #
 # | quantity | value |
 # |---|---|
-# | exact match of the model | > 99% (quick mode, half the training: > 98%) |
+# Measured in fresh full runs on models trained from seeds 0, 1 and 2 (the lesson uses
+# seed 0); the bounds in parentheses are what the cell below checks.
+#
+# | quantity | value |
+# |---|---|
+# | exact match of the model | 99.4-100% (> 99%) |
 # | last lens row vs the model's log-probs | equal (max diff < 1e-4) |
-# | logit lens, embeddings: right hundreds/tens/units digit on top | < 25% (about 10%) |
-# | logit lens, after block 0: right thousands digit on top | > 90% (about 94-98%) |
-# | logit lens, after block 0: right hundreds/tens/units digit on top | 15-55% (about 30%) |
-# | logit lens, after block 0: KL to final for hundreds/tens/units | > 1 nat (2-6) |
-# | right digit on top at the output / KL there | > 98% (quick: > 96%) / 0 |
-# | tuned lens KL after block 0 (all positions) | < 30% of the logit lens's |
-# | tuned lens, after block 0: right tens and units digit on top | > 85% (90-100%) |
-# | tuned lens, after block 0: hundreds digit | lower than tens and units (70-80%) |
-# | tuned lens, embeddings: hundreds/tens/units on top | < 30% (near chance) |
-# | lens over training, step 0: mean first row | > 2 for every digit (mostly never) |
-# | first snapshot after step 0: thousands / the others | < 1 / > 1.5 |
-# | last snapshot: thousands / hundreds | < 1 / < 2 |
-# | share of problems solved, last snapshot | above the first; > 95% in full mode |
+# | output at prompt positions: top probability / right | about 0.9 (> 0.8) / about 0.1 (< 0.2) |
+# | logit lens, embeddings: right hundreds/tens/units digit on top | 7-15% (< 25%) |
+# | logit lens, after block 0: right thousands digit on top | 72-94% (> 65%) |
+# | logit lens, after block 0: right hundreds/tens/units digit on top | 24-36% (15-55%) |
+# | logit lens, after block 0: KL to final for hundreds/tens/units | 2.2-6.6 nats (> 1.5) |
+# | right digit on top at the output / KL there | 100% (> 98%) / 0 |
+# | tuned lens KL after block 0 (all positions) | 9-18% of the logit lens's (< 30%) |
+# | tuned lens, after block 0: hundreds/tens/units on top | 74-99% (> 60%, > twice the logit lens) |
+# | tuned lens, embeddings: hundreds/tens/units on top | 8-20% (< 30%, near chance) |
+# | lens over training, step 0: solved; mean first row, hundreds/tens/units | 0%; 2.6-2.8 (> 2.5) |
+# | first snapshot after step 0: thousands | about 0.5 (< 1) |
+# | first snapshot: hundreds / tens and units | 1.7-2.2 / 2.3-2.6 (> 1.5; hundreds lowest) |
+# | last snapshot: thousands / hundreds | 0.55-0.87 (< 1) / about 1.5 (< 2) |
+# | share of problems solved, last snapshot | above the first; 100% in full mode (> 95%) |
 # | text model: final token first on top in the middle blocks (1..4) | 21-29% (> 15%) |
 # | text model: final token already on top after the embeddings alone | 28-33% (10-45%) |
 # | text model: KL to final, logit lens | falls at every row |
@@ -444,19 +474,23 @@ plt.close(fig)
 # Checked below.
 
 # %%
-assert exact > (0.98 if QUICK else 0.99), exact
+assert exact > 0.99, exact
 assert last_row_diff < 1e-4, last_row_diff
+assert confidence[: P - 1].mean() > 0.8 and next_right[: P - 1].max() < 0.2, (confidence,
+                                                                             next_right)
+assert np.all(next_right[P - 1 : P - 1 + A] > 0.98), next_right
 assert np.all(top1[0, 1:] < 0.25), top1[0]
-assert top1[1, 0] > 0.9, top1[1]
+assert top1[1, 0] > 0.65 and top1[1, 0] > top1[1, 1:].max() + 0.2, top1[1]
 assert np.all((top1[1, 1:] > 0.15) & (top1[1, 1:] < 0.55)), top1[1]
-assert np.all(kl[1, 1:] > 1.0), kl[1]
-assert np.all(top1[-1] > (0.96 if QUICK else 0.98)) and np.all(kl[-1] == 0), (top1[-1], kl[-1])
+assert np.all(kl[1, 1:] > 1.5), kl[1]
+assert np.all(top1[-1] > 0.98) and np.all(kl[-1] == 0), (top1[-1], kl[-1])
 assert kl_tuned[1] < 0.3 * kl_logit[1], (kl_tuned, kl_logit)
-assert np.all(tuned_top1[1, 2:] > 0.85), tuned_top1[1]
-assert tuned_top1[1, 1] < tuned_top1[1, 2:].min(), tuned_top1[1]
+assert np.all(tuned_top1[1, 1:] > 0.6) and np.all(tuned_top1[1, 1:] > 2 * top1[1, 1:]), (
+    tuned_top1[1], top1[1])
 assert np.all(tuned_top1[0, 1:] < 0.3), tuned_top1[0]
-assert steps[0] == 0 and np.all(mean_first[0] > 2), mean_first[0]
+assert steps[0] == 0 and solved[0] == 0 and np.all(mean_first[0, 1:] > 2.5), mean_first[0]
 assert mean_first[1, 0] < 1 and np.all(mean_first[1, 1:] > 1.5), mean_first[1]
+assert mean_first[1, 1] < mean_first[1, 2:].min(), mean_first[1]
 assert mean_first[-1, 0] < 1 and mean_first[-1, 1] < 2, mean_first[-1]
 assert solved[-1] > solved[0] and (QUICK or solved[-1] > 0.95), solved
 assert middle_share > 0.15, text_first

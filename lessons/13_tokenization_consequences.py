@@ -49,22 +49,7 @@ start_wall, start_cpu = time.perf_counter(), time.process_time()
 # words of 3 to 10 letters in the standard library's source files (`def`, `return`,
 # `buffer`, `timezone`, words from the docstrings...). A seeded shuffle keeps
 # `N_HELD_OUT` of them for testing; the models and the tokenizer only ever see the rest.
-#
-# ### Exercise 1: `count_letter`
-# The answer to every question in this lesson: how many times `letter` (one character)
-# occurs in `word`. `count_letter("strawberry", "r") == 3`.
-
-# %%
-def count_letter(word: str, letter: str) -> int:
-    """How many times the one-character `letter` occurs in `word`."""
-    ### BEGIN SOLUTION
-    return sum(1 for c in word if c == letter)
-    ### END SOLUTION
-
-
-# %%
-check_here(13, globals(), "count_letter")
-
+# The answer to every question is `word.count(letter)`.
 
 # %%
 def stdlib_words() -> list[str]:
@@ -92,21 +77,12 @@ print("a few held-out words:", sorted(held_out)[::100])
 # Frequent pieces (`re`, `ing`, `tion`, `get`) become single tokens, so a word becomes a
 # few multi-letter tokens. `strawberry` is not in the standard library, so it is a
 # held-out word too.
-#
-# ### Exercise 2: `token_pieces`
-# Return the text of each token `tokenizer` splits `word` into, in order:
-# the pieces join back into the word. Decode each token id on its own.
 
 # %%
 def token_pieces(tokenizer: Tokenizer, word: str) -> list[str]:
-    """The strings of the tokens that `word` is encoded into, e.g. ['st', 'raw', ...]."""
-    ### BEGIN SOLUTION
+    """The text of each token `word` is encoded into, e.g. ['st', 'raw', ...]."""
     return [tokenizer.decode([token_id]) for token_id in tokenizer.encode(word)]
-    ### END SOLUTION
 
-
-# %%
-check_here(13, globals(), "token_pieces")
 
 tokenizer = Tokenizer.train("\n".join(train_words), VOCAB_SIZE)
 for word in ["strawberry", "counting", "letters", "tokenizer"]:
@@ -122,6 +98,46 @@ print(f"letters per word {letters_per_word.mean():.2f}, BPE tokens per word "
 # of `err` says "two r's": that fact can only live in the embedding the model learns for
 # it, and only if the training questions make it worth learning.
 #
+# ### Exercise 1: `letter_counts`
+# What would a model need to know to count letters from token ids? For every token, how
+# many of each letter it holds. Return that table for a tokenizer: an int array
+# `(vocab_size, 26)`, entry `[i, j]` the number of times the `j`-th letter of `ALPHABET`
+# occurs in token `i`'s bytes (`tokenizer.token_bytes(i)`; a letter is its ASCII byte).
+
+# %%
+def letter_counts(tokenizer: Tokenizer) -> np.ndarray:
+    """How many of each letter a-z every token holds. -> [V, 26] int"""
+    ### BEGIN SOLUTION
+    table = np.zeros((tokenizer.vocab_size, len(ALPHABET)), dtype=int)
+    for i in range(tokenizer.vocab_size):
+        for byte in tokenizer.token_bytes(i):
+            if ord("a") <= byte <= ord("z"):
+                table[i, byte - ord("a")] += 1
+    return table
+    ### END SOLUTION
+
+
+# %%
+check_here(13, globals(), "letter_counts")
+
+# %% [markdown]
+# With the table, counting is a sum over the word's tokens, exactly right for every word.
+# Without it, a token is just an id. This is what a model reading BPE has to learn, one
+# number at a time, from nothing but questions about whole words:
+
+# %%
+table = letter_counts(tokenizer)  # (V, 26)
+summed_right = all(table[tokenizer.encode(w)].sum(axis=0).tolist()
+                   == [w.count(c) for c in ALPHABET] for w in words)  # fmt: skip
+multi = [i for i in range(256, tokenizer.vocab_size) if table[i].sum() > 1]
+facts = int((table[multi] > 0).sum())
+print(f"counts summed over the tokens' table rows right for every letter of every word: "
+      f"{summed_right}")
+print(f"{len(multi)} tokens hold several letters; their table has {facts} non-zero entries "
+      f"a model would have to learn, e.g. {tokenizer.decode([multi[-1]])!r}: "
+      f"{ {ALPHABET[j]: int(n) for j, n in enumerate(table[multi[-1]]) if n} }")
+
+# %% [markdown]
 # ## Three ways to ask the same question
 #
 # A question is the word's tokens (left-padded with `.` to a fixed number of tokens), a
@@ -149,7 +165,7 @@ print(f"letters per word {letters_per_word.mean():.2f}, BPE tokens per word "
 # about what it wrote: its answer ends in exactly the prompt model (a) gets, followed by
 # the count.
 #
-# ### Exercise 3: `spell_first_answer`
+# ### Exercise 2: `spell_first_answer`
 # The answer of model (c) as text: the word's letters, then `.` up to `width` characters,
 # then `:`, the letter, and the count as one digit.
 # `spell_first_answer("error", "r", 10) == "error.....:r3"`.
@@ -158,7 +174,7 @@ print(f"letters per word {letters_per_word.mean():.2f}, BPE tokens per word "
 def spell_first_answer(word: str, letter: str, width: int) -> str:
     """`word` padded with '.' to `width` characters, ':', `letter`, and its count."""
     ### BEGIN SOLUTION
-    return word + "." * (width - len(word)) + ":" + letter + str(count_letter(word, letter))
+    return word + "." * (width - len(word)) + ":" + letter + str(word.count(letter))
     ### END SOLUTION
 
 
@@ -167,8 +183,8 @@ check_here(13, globals(), "spell_first_answer")
 
 # %% [markdown]
 # `counting_task` turns a tokenizer and an answer format into a `minitf.tasks.Task`, so
-# that `minitf.train.train` trains on it as on any toy task. Your `count_letter` and
-# `spell_first_answer` write the answers; a question is a test question exactly when its
+# that `minitf.train.train` trains on it as on any toy task. Your `spell_first_answer`
+# writes model (c)'s answers; a question is a test question exactly when its
 # word is held out.
 
 # %%
@@ -193,7 +209,7 @@ def counting_task(words: list[str], held_out: set[str], tokenizer: Tokenizer, *,
     def answer(word: str, letter: str) -> str:
         if spell_first:
             return spell_first_answer(word, letter, MAX_LETTERS)
-        return str(count_letter(word, letter))
+        return str(word.count(letter))
 
     def draw(rng: np.random.Generator, n: int) -> np.ndarray:
         which = rng.integers(0, len(words), n)  # (n,) word indices
@@ -331,7 +347,7 @@ def ask(name: str, word: str, letter: str) -> str:
 
 for word, letter in [("strawberry", "r"), ("banana", "a"), ("committee", "t")]:
     replies = {name: ask(name, word, letter) for name in names}
-    print(f"{letter!r} in {word!r} (truth {count_letter(word, letter)}): {replies}")
+    print(f"{letter!r} in {word!r} (truth {word.count(letter)}): {replies}")
 
 spell = results["(c) BPE, spell first"]["test"]
 print(f"spell-first model on held-out words: spelled right {spell['spelled']:.3f}; count "
@@ -357,17 +373,21 @@ print(f"lesson so far: {wall:.0f} s wall, {cpu:.0f} s CPU")
 # count is right for about 0.93 of the words it spelled right, and about 0.73 of the
 # misspelled ones.
 #
-# A word is about 2.8 BPE tokens for 6.7 letters. The BPE model (b) barely beats the
-# blind guess, on new words and on the words it trained on alike: to count, it would have
-# to learn for each of 768 tokens how many of each letter it holds, from nothing but
-# totals over whole words. The spell-first model (c) gets direct practice writing each
-# token's letters, and once the letters are tokens, counting them is the problem model
-# (a) solves. What is left of its errors comes mostly from misspelling new words. Checked
-# below, with margins for other Python versions (their standard libraries give slightly
-# different word lists).
+# A word is about 2.8 BPE tokens for 6.7 letters. Every one of the 768 merged tokens
+# holds several letters, and their letter table has a couple of thousand non-zero
+# entries (1,000 to 5,000); summing a word's rows counts its letters exactly. The BPE
+# model (b) barely beats the blind guess, on new words and on the words it trained on
+# alike: to count, it would have to learn that table, for each of 768 tokens how many of
+# each letter it holds, from nothing but totals over whole words. The spell-first model
+# (c) gets direct practice writing each token's letters, and once the letters are
+# tokens, counting them is the problem model (a) solves. What is left of its errors
+# comes mostly from misspelling new words. Checked below, with margins for other Python
+# versions (their standard libraries give slightly different word lists).
 
 # %%
 a, b, c = (results[n] for n in names)
+assert summed_right and len(multi) == VOCAB_SIZE - 256 and 1000 < facts < 5000, (len(multi),
+                                                                                facts)
 assert 2.5 < tokens_per_word.mean() < 3.1, "BPE should write a word in about 2.8 tokens"
 assert 0.5 < blind < 0.7
 assert all(0.2 < r[split]["count"] <= 1.0 for r in (a, b, c) for split in ("train", "test"))

@@ -27,7 +27,8 @@ from minitf.model import forward, layer_norm, unembed_matrix
 
 course.setup_matplotlib()
 QUICK = course.quick_mode()
-BASE_STEPS = 300 if QUICK else 1200  # training steps of the toy language model (cached)
+# training steps of the toy language model (cached), the same in quick and full mode
+BASE_STEPS = 300
 MAX_STEPS = 100 if QUICK else 300  # fine-tuning budget for the missing emoji
 CHECK_EVERY = 5  # fine-tuning steps between checks of the answer
 # (params, tokens, config, cache=False) -> logits, (logits, activations) with cache=True
@@ -38,8 +39,14 @@ forward_jit = jax.jit(forward, static_argnames=("config", "cache"))
 #
 # The model's last residual vector `x` (after the final layer norm) becomes one logit per
 # token: `logit[v] = unembed[v] . x`. The softmax keeps the order, so the predicted token
-# is the row of `unembed` with the largest dot product with `x`: a nearest-neighbour
-# lookup among `V` fixed vectors. Whatever `x` means, the answer is one of those rows.
+# is the row of `unembed` with the largest dot product with `x`: a lookup among `V`
+# fixed vectors. Whatever `x` means, the answer is one of those rows.
+#
+# Is it the *nearest* row? Only if every row has the same length. The dot product is
+# `|unembed[v]| |x| cos(angle)`: among rows of equal norm, the largest dot product is the
+# smallest angle and also the smallest distance (`|w - x|^2 = |w|^2 - 2 w.x + |x|^2`).
+# When norms differ, a long row can win with a worse angle. Below we measure both: the
+# dot product, which is what the model does, and the cosine, the angle alone.
 #
 # ### Exercise 1: `nearest_tokens`
 # Given a vector `(D,)` and the unembedding `(V, D)`, return the ids of the `k` rows with
@@ -77,6 +84,13 @@ print(f"{tokenizer.vocab_size} tokens; emojis: {seahorse.emoji_tokens()}")
 print("SEAHORSE_EMOJI in the vocabulary:", seahorse.MISSING in tokenizer.ids)
 
 # %% [markdown]
+# The model is trained for 300 steps, in quick and in full mode alike. That is enough to
+# know the emoji of every thing that has one, and its answer to the missing one is then
+# the same in every training run we tried (seeds 0 to 4). Trained longer (1200 or 2400
+# steps), some runs' last blocks switch the answer to FISH_EMOJI and others' don't: which
+# of two near-equal candidates wins is then decided by small numerical differences, even
+# between two CPUs, and a lesson can't promise it.
+#
 # Now the question it cannot answer: `... emoji-of sea horse`, what comes next?
 
 # %%
@@ -101,17 +115,21 @@ print(f"the answer snaps to {snap} (p = {probs[snap_id]:.2f}); all emojis togeth
 # %%
 print(lens.table(k=3))
 snap_layer = lens.first_top1_layer(snap_id)
+top_per_row = lens.top_k(1, -1)[0][:, 0]  # (L+1,): each row's top token
+best_emoji_per_row = emoji_ids[np.argmax(lens.log_probs[:, -1, emoji_ids], axis=-1)]  # (L+1,)
+print("the likeliest emoji of each row:", [tokenizer.display(i) for i in best_emoji_per_row])
 print(f"{snap} is the top guess from row {snap_layer} "
       f"({layer_names(config.n_layer)[snap_layer]}) on")  # fmt: skip
 
 # %% [markdown]
-# The embedding row predicts mostly its own word (the model ties its embeddings); after a
-# block or two the model answers with an emoji, the nearest one that exists (in a longer
-# trained model FISH_EMOJI, the other half of "sea horse", comes second), and the later
-# blocks only sharpen that. Your `nearest_tokens` gives the same
-# reading for any layer's residual: normalize it with the final norm, then look it up.
-# The cosine (the angle alone) shows that the final vector is *nearest* to the snapped
-# emoji without being *at* it: it lies between tokens, and the lookup rounds it off.
+# The embedding row predicts mostly its own word (the model ties its embeddings). From
+# block 0 on, the likeliest emoji is HORSE_EMOJI, the emoji of the last word: the nearest
+# token that exists. After block 0 or block 1 it beats every other token too, and the
+# later blocks only sharpen it. Your `nearest_tokens` gives the
+# same reading for any layer's residual: normalize it with the final norm, then look it
+# up. The cosine (the angle alone) shows that the final vector points *towards* the
+# snapped emoji without being *at* it: it lies between tokens, and the lookup rounds it
+# off.
 
 # %%
 _, acts = forward_jit(params, prompt[None], config, cache=True)
@@ -125,6 +143,10 @@ final = acts["ln_final.out"][0, -1]  # (D,): what the lm_head reads
 cosines = (w_u @ final) / (jnp.linalg.norm(w_u, axis=-1) * jnp.linalg.norm(final))  # (V,)
 snap_cosine = float(cosines[snap_id])
 print(f"cosine of the final vector with {snap}: {snap_cosine:.2f} (1 would be 'exactly it')")
+row_norms = np.asarray(jnp.linalg.norm(w_u[emoji_ids], axis=-1))  # (n_emoji,)
+cosine_pick = tokenizer.display(int(emoji_ids[np.argmax(np.asarray(cosines)[emoji_ids])]))
+print(f"emoji rows' norms: {row_norms.min():.2f} to {row_norms.max():.2f}; the emoji with the "
+      f"largest cosine: {cosine_pick}")
 
 # %% [markdown]
 # ## The fix: add the token
@@ -162,8 +184,10 @@ check_here(15, globals(), "kl_old_to_new")
 
 # %% [markdown]
 # Now each init: the KL its new row causes on unrelated sentences, then fine-tuning
-# until `SEAHORSE_EMOJI` is the top answer in 90% of held-out contexts that end in
-# `emoji-of sea horse`.
+# until `SEAHORSE_EMOJI` gets more than half of the probability, on average over 32
+# held-out contexts that end in `emoji-of sea horse`. (Only one row trains, so in a few
+# contexts, where the rest of the model pulls hard towards another answer, the new token
+# may stay second however long it trains; an average says how far along it is in all.)
 
 # %%
 new_id = tokenizer.vocab_size  # the new token's id: after all the old ones
@@ -183,7 +207,7 @@ for name, init in seahorse.fix_inits(tokenizer).items():
         last = forward_jit(p, contexts, new_config)[:, -1]  # (32, V + 1)
         curve[0].append(step)
         curve[1].append(float(jax.nn.softmax(last)[:, new_id].mean()))
-        return float((jnp.argmax(last, -1) == new_id).mean()) >= 0.9
+        return curve[1][-1] > 0.5
 
     result = surgery.finetune(new_params, new_config, fix_language.batches(0), steps=MAX_STEPS,
                               lr=1e-2, only_rows=[new_id], callback=learned,
@@ -194,7 +218,7 @@ for name, init in seahorse.fix_inits(tokenizer).items():
                  "steps": result.steps if done else None, "params": result.params,
                  "kl_after": float(kl_after.mean())}  # fmt: skip
     print(f"{name:>25}: KL on unrelated text {fix[name]['kl']:.1e} (max {fix[name]['kl_max']:.1e})"
-          f", p(new) at step 0 {curve[1][0]:.3f}, steps to top-1: {fix[name]['steps']}, "
+          f", p(new) at step 0 {curve[1][0]:.3f}, steps to p > 0.5: {fix[name]['steps']}, "
           f"KL after {fix[name]['kl_after']:.1e}")  # fmt: skip
 
 # %% [markdown]
@@ -251,25 +275,31 @@ course.save_figure(fig, "15_seahorse_fix.png")
 #
 # | quantity | value |
 # |---|---|
-# | answer to `emoji-of sea horse` before the fix | an existing emoji (HORSE_EMOJI), p > 0.4 |
-# | probability of all emojis together | above 0.5 |
-# | lens row where that emoji first comes out on top | block 0 (full) or block 1 (quick) |
-# | cosine of the final vector with that emoji's row | well below 1 (0.5-0.7) |
+# Measured in fresh runs (quick and full train the same model) on models trained from
+# seeds 0 to 4; the lesson uses seed 0, and the bounds in parentheses are checked below.
+#
+# | answer to `emoji-of sea horse` before the fix | HORSE_EMOJI, p = 0.65-0.82 (> 0.5) |
+# | probability of all emojis together | 0.81-0.92 (> 0.75) |
+# | lens: the likeliest emoji after every block | HORSE_EMOJI, from block 0 on |
+# | lens: HORSE_EMOJI on top of every token | after block 0 or block 1, and from there on |
+# | cosine of the final vector with HORSE_EMOJI's row | well below 1 (0.3-0.9) |
+# | the emoji with the largest cosine | HORSE_EMOJI too (the emoji rows' norms differ) |
 # | mean KL on unrelated text, right after adding the row | below 1e-2 for every init |
 # | max KL with the mean init | at most log(1 + 1/V) = 0.025 nats |
-# | steps until SEAHORSE_EMOJI is the top answer in 90% of contexts | 5-30; HORSE + FISH fewest |
+# | steps until SEAHORSE_EMOJI's mean probability passes 0.5 | 5-30 (< 50); HORSE + FISH fewest |
 # | after the fix: p(SEAHORSE_EMOJI) at the output | above 0.5 |
 # | mean KL on unrelated text after the fix | below 1e-2 |
 #
 # Checked below.
 
 # %%
-assert snap in EMOJIS and probs[snap_id] > 0.4 and emoji_mass > 0.5
-assert snap_layer is not None and snap_layer < config.n_layer
-assert snap_cosine < 0.9
+assert snap == "HORSE_EMOJI" and probs[snap_id] > 0.5 and emoji_mass > 0.75, (snap, probs[snap_id])
+assert snap_layer in (1, 2) and np.all(top_per_row[snap_layer:] == snap_id), lens.table(k=3)
+assert np.all(best_emoji_per_row[1:] == snap_id), best_emoji_per_row
+assert 0.3 < snap_cosine < 0.9 and cosine_pick == snap, (snap_cosine, cosine_pick)
 assert all(r["kl"] < 1e-2 for r in fix.values())
 assert fix["mean of all rows"]["kl_max"] <= np.log1p(1 / config.vocab_size)
-assert all(r["steps"] is not None for r in fix.values())
+assert all(r["steps"] is not None and r["steps"] < 50 for r in fix.values())
 assert fix["HORSE + FISH emoji"]["steps"] == min(r["steps"] for r in fix.values())
 assert fixed_p > 0.5 and fixed_layer is not None
 assert fix[best]["kl_after"] < 1e-2

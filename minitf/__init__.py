@@ -1,7 +1,10 @@
 """minitf: a small, from-scratch transformer in JAX to learn from.
 
-Modules, read top-down: `bpe` (tokens), `model` (the transformer), `tasks` and `train`
-(learning), `sample` (generation), `lens` (seeing inside), `cli` (the `minitf` command).
+The library, read top-down: `tokens` (one tokenizer interface) with `bpe`, `chars` and
+`words`; `model` (the transformer); `train` and `tasks` (learning); `sample`
+(generation); `lens`, `tuned_lens`, `attribution` (seeing inside); `surgery` (new
+tokens, wider models); `gpt2` (GPT-2 files); `cli` (the `minitf` command). The classroom
+lives in `minitf.course`, which the library never imports.
 """
 
 __version__ = "0.1.0"

@@ -128,10 +128,22 @@ def read_minitf(path: str | Path) -> dict[str, Any]:
 # --- GPT-2 / Hugging Face format --------------------------------------------------------
 
 
-def write_gpt2(tok: Tokenizer, folder: str | Path) -> None:
-    """Write `vocab.json` ({printable token: id}) and `merges.txt` (one "a b" per line)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+def check_gpt2_special(special_tokens: list[str]) -> None:
+    """Special tokens GPT-2's files can't hold, refused before any training: vocab.json
+    names every token by its text, and a one-character special like "e" is already the
+    name of a byte's token. (One that a merge happens to spell is found by `gpt2_vocab`.)"""
+    for text in special_tokens:
+        if text in CHAR_TO_BYTE:
+            raise ValueError(
+                f"special token {text!r} has the same text as the byte token {text!r}, and "
+                "GPT-2's vocab.json names every token by its text; choose another, e.g. "
+                f"'<|{text}|>'"
+            )
+
+
+def gpt2_vocab(tok: Tokenizer) -> dict[str, int]:
+    """{printable token: id}, the content of vocab.json; a ValueError if two tokens share
+    a name (a special token spelled like a merged one). Nothing is written."""
     vocab: dict[str, int] = {}
     for i in range(tok.vocab_size):
         name = tok.token_str(i)
@@ -140,6 +152,14 @@ def write_gpt2(tok: Tokenizer, folder: str | Path) -> None:
                 f"tokens {vocab[name]} and {i} are both {name!r}, but the GPT-2 format "
                 "names each token by its string; rename the special token, or save with save()"
             )
+    return vocab
+
+
+def write_gpt2(tok: Tokenizer, folder: str | Path) -> None:
+    """Write `vocab.json` ({printable token: id}) and `merges.txt` (one "a b" per line)."""
+    folder = Path(folder)
+    vocab = gpt2_vocab(tok)  # before writing anything, so a clash leaves no half a folder
+    folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "vocab.json", "w", encoding="utf-8") as f:
         json.dump(vocab, f, ensure_ascii=False, indent=0)
     merges = [f"{tok.token_str(a)} {tok.token_str(b)}" for a, b in tok.merges]
@@ -172,8 +192,7 @@ def read_gpt2(folder: str | Path) -> dict[str, Any]:
 
     byte_ids = [lookup(BYTE_TO_CHAR[b], f"byte {b}") for b in range(256)]
     merges, merge_ids = [], []
-    lines = merges_path.read_text(encoding="utf-8").splitlines()
-    for n, line in enumerate(lines, 1):
+    for n, line in enumerate(_text_lines(merges_path), 1):
         if (n == 1 and line.startswith("#version")) or not line:
             continue
         where = f"{merges_path}, line {n}"
@@ -188,4 +207,36 @@ def read_gpt2(folder: str | Path) -> dict[str, Any]:
         raise ValueError(f"{vocab_path} gives the same id to two different tokens")
     made = set(byte_ids) | set(merge_ids)
     special = {name: i for name, i in vocab.items() if i not in made}
+    # a token no merge makes but two vocabulary tokens spell ("Ġthe" = "Ġt" + "he") is a
+    # merge whose line is missing; a few may be real special tokens, thousands are not
+    orphans = [name for name in special
+               if any(name[:k] in vocab and name[k:] in vocab for k in range(1, len(name)))]
+    if len(orphans) > ORPHAN_LIMIT:
+        raise ValueError(
+            f"{vocab_path} has {len(orphans):,} tokens that {merges_path} never makes (e.g. "
+            f"{', '.join(repr(t) for t in orphans[:3])}), so {merges_path.name} looks empty or "
+            f"cut short ({len(merges):,} merges); use the merges.txt that came with this "
+            "vocab.json"
+        )
     return dict(merges=merges, special_tokens=special, byte_ids=byte_ids, merge_ids=merge_ids)
+
+
+ORPHAN_LIMIT = 16  # more such tokens than this, and merges.txt has lost lines
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 file; a ValueError naming the first line that is not UTF-8."""
+    lines = path.read_bytes().split(b"\n")
+    try:
+        return [line.decode("utf-8").removesuffix("\r") for line in lines]
+    except UnicodeDecodeError:
+        n = next(n for n, line in enumerate(lines, 1) if not _is_utf8(line))
+        raise ValueError(f"{path}, line {n}: not UTF-8 text; is the file damaged?") from None
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

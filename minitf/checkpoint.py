@@ -7,23 +7,29 @@
       data.npz        (optional) arrays the task needs, e.g. a text model's validation tokens
 
 No pickles: a checkpoint is plain arrays and JSON that any program can read. Writing is
-atomic: everything goes into a temporary folder beside the target, which is then
-renamed into place, so a crash mid-write leaves the previous checkpoint intact.
+crash-safe: everything goes into a hidden folder beside the target, is flushed to the
+disk, and is then renamed into place, so a kill (or a power cut) at any moment leaves a
+complete checkpoint that `load_checkpoint` finds (see the comment above `save_checkpoint`).
 Left out: sharded or asynchronous saving (for models far bigger than these).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import glob
 import json
 import os
 import shutil
+import uuid
+import warnings
 import zipfile
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from minitf import faults
 from minitf.bpe import Tokenizer as BPETokenizer
 from minitf.chars import CharTokenizer
 from minitf.model import Config, Params, init_params
@@ -31,6 +37,7 @@ from minitf.tokens import TokenizerLike
 from minitf.words import WordTokenizer
 
 FORMAT = "minitf-checkpoint-1"  # written into config.json; a folder without it is foreign
+CHECKPOINT_DIR = "checkpoint"  # a training run's folder keeps its checkpoint in here
 
 
 @dataclasses.dataclass
@@ -44,6 +51,7 @@ class Checkpoint:
     opt_state: dict[str, np.ndarray] | None  # flat {path: array}; see `unflatten`
     task: dict | None  # {"name": ..., **spec}: minitf.tasks.make_task(**task) rebuilds it
     meta: dict  # everything else in config.json (seed, training settings)
+    folder: Path | None = None  # where it was read from
     data: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # data.npz, if any
 
 
@@ -108,6 +116,18 @@ def _load_tokenizer(description: dict | None, folder: Path) -> TokenizerLike | N
 
 
 # --- save and load --------------------------------------------------------------------------
+#
+# A save writes everything into a hidden folder beside the target, `.NAME.tmp-TAG`, with
+# config.json last (so a folder that has a valid config.json is complete), flushes it to
+# the disk (fsync), and then swaps it in with two renames: NAME -> `.NAME.old-TAG`, then
+# the new one -> NAME. A kill between the two renames leaves no NAME, but two complete
+# hidden copies: `load_checkpoint` then reads the newest complete copy, and the next save
+# finishes the swap and deletes what killed saves left behind. TAG is random, so names
+# never collide, not even with a folder left by a process whose id was later reused.
+# Saves and loads take a lock on the folder that holds the checkpoint, so two processes
+# saving the same checkpoint (two lessons sharing a cached model) take turns.
+
+TMP, OLD = "tmp", "old"  # the two kinds of hidden copy: a new save, a replaced checkpoint
 
 
 def save_checkpoint(
@@ -126,41 +146,159 @@ def save_checkpoint(
 
     `task` is the task's {"name": ..., **spec}; `meta` any JSON-ready extras (seed, lr);
     `data` arrays the task needs later (saved as data.npz). An existing checkpoint at
-    `folder` is replaced only once the new one is complete.
+    `folder` is replaced only once the new one is complete and on the disk; a kill at any
+    moment leaves a checkpoint that `load_checkpoint` reads.
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
-        np.savez(tmp / "params.npz", **flatten(jax.device_get(params)))
-        if opt_state is not None:
-            np.savez(tmp / "opt_state.npz", **flatten(jax.device_get(opt_state)))
-        if data:
-            np.savez(tmp / "data.npz", **{name: np.asarray(x) for name, x in data.items()})
-        description = {
-            "format": FORMAT,
-            "config": config.to_dict(),
-            "step": int(step),
-            "task": task,
-            "tokenizer": None if tokenizer is None else tokenizer.describe(tmp),
-            "meta": meta or {},
-        }
-        with open(tmp / "config.json", "w", encoding="utf-8") as f:
-            json.dump(description, f, indent=2)
-        # swap in: the old folder moves aside, the new one takes its name, the old one goes
-        if folder.exists():
-            folder.rename(old)
-        tmp.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not folder.exists():
-            old.rename(folder)  # put the previous checkpoint back
-        raise
+    params, opt_state = jax.device_get((params, opt_state))  # before the lock: may be slow
+    with _locked(folder, exclusive=True):
+        _finish_interrupted_save(folder)
+        tag = uuid.uuid4().hex[:12]
+        tmp, old = _hidden(folder, TMP, tag), _hidden(folder, OLD, tag)
+        try:
+            tmp.mkdir()
+            _write_npz(tmp / "params.npz", flatten(params))
+            if opt_state is not None:
+                _write_npz(tmp / "opt_state.npz", flatten(opt_state))
+            if data:
+                _write_npz(tmp / "data.npz", {name: np.asarray(x) for name, x in data.items()})
+            description = {
+                "format": FORMAT,
+                "config": config.to_dict(),
+                "step": int(step),
+                "task": task,
+                "tokenizer": None if tokenizer is None else tokenizer.describe(tmp),
+                "meta": meta or {},
+            }
+            for path in tmp.iterdir():  # what describe() wrote, e.g. a tokenizer file
+                _fsync(path)
+            # config.json last: a folder whose config.json is valid is a complete checkpoint
+            _write_text(tmp / "config.json", json.dumps(description, indent=2))
+            _fsync(tmp)
+            faults.point("checkpoint-written")
+            if folder.exists():
+                folder.rename(old)
+            faults.point("checkpoint-moved-aside")
+            tmp.rename(folder)
+            _fsync(folder.parent)  # the renames themselves survive a power cut
+            faults.point("checkpoint-swapped")
+            shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if old.exists() and not folder.exists():
+                old.rename(folder)  # put the previous checkpoint back
+            raise
     return folder
+
+
+def _hidden(folder: Path, kind: str, tag: str) -> Path:
+    return folder.parent / f".{folder.name}.{kind}-{tag}"
+
+
+def _copies(folder: Path) -> list[Path]:
+    """`folder` (if it exists) and the hidden copies killed saves left, newest first.
+
+    Newest by the time config.json was written; on a tie (coarse file-system clocks) a
+    new save beats the checkpoint, which beats one it was replacing.
+    """
+    rank = {TMP: 2, OLD: 0}
+    found = []
+    candidates = [(folder, 1)] + [(path, rank[kind]) for path, kind in _hidden_copies(folder)]
+    for path, order in candidates:
+        try:
+            found.append(((path / "config.json").stat().st_mtime_ns, order, path))
+        except OSError:
+            continue  # no config.json: not a complete checkpoint
+    return [path for *_, path in sorted(found, reverse=True)]
+
+
+def _hidden_copies(folder: Path) -> list[tuple[Path, str]]:
+    """The hidden folders saves of `folder` made, each with its kind (TMP or OLD)."""
+    if not folder.parent.is_dir():
+        return []
+    found = []
+    for path in folder.parent.glob(f".{glob.escape(folder.name)}.*-*"):
+        kind = path.name[len(folder.name) + 2 :].split("-", 1)[0]
+        if kind in (TMP, OLD) and path.is_dir():
+            found.append((path, kind))
+    return found
+
+
+def has_checkpoint(folder: str | os.PathLike) -> bool:
+    """True when `folder`, or a copy a killed save left beside it, holds a checkpoint."""
+    return bool(_copies(Path(folder)))
+
+
+def _finish_interrupted_save(folder: Path) -> None:
+    """Put the newest complete copy in place as `folder` and delete the other copies.
+
+    Runs under the exclusive lock, so no other save is writing any of them.
+    """
+    copies = [p for p in _copies(folder) if _is_complete(p)]
+    if copies and copies[0] != folder:
+        aside = _hidden(folder, OLD, uuid.uuid4().hex[:12])
+        if folder.exists():
+            folder.rename(aside)
+        copies[0].rename(folder)
+        _fsync(folder.parent)
+    for path, _ in _hidden_copies(folder):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _is_complete(folder: Path) -> bool:
+    try:
+        with open(folder / "config.json", encoding="utf-8") as f:
+            return json.load(f).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+@contextlib.contextmanager
+def _locked(folder: Path, *, exclusive: bool):
+    """Lock the folder that holds `folder` (shared for reading, exclusive for writing).
+
+    An advisory `flock` on the parent folder itself, so no lock file is left behind, and
+    the operating system releases it when the process dies: a killed save never leaves a
+    stale lock. Where there is no `fcntl` (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's list of names, from the OS's cache to the disk."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # Windows can't open a folder; its renames need no fsync there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems can't fsync a folder; the data files are already synced
+    finally:
+        os.close(fd)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -175,14 +313,31 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def load_checkpoint(folder: str | os.PathLike) -> Checkpoint:
-    """Read a folder written by `save_checkpoint`, checking it against its own config."""
+    """Read a folder written by `save_checkpoint`, checking it against its own config.
+
+    When a kill interrupted a save, reads the newest complete copy it left beside
+    `folder` (see the comment above `save_checkpoint`).
+    """
     folder = Path(folder)
+    missing = FileNotFoundError(f"no checkpoint at {folder}: {folder / 'config.json'} does "
+                                "not exist (train one with `minitf train TASK --out DIR`)")
+    if not folder.parent.is_dir():
+        raise missing
+    with _locked(folder, exclusive=False):
+        copies = _copies(folder)
+        if not copies:
+            raise missing
+        # copies newer than the checkpoint itself may be tried and skipped; the checkpoint
+        # (or, without one, the oldest copy) is read last, and its damage is reported
+        last = copies.index(folder) if folder in copies else len(copies) - 1
+        for path in copies[:last]:
+            with contextlib.suppress(ValueError):
+                return _read_checkpoint(path)
+        return _read_checkpoint(copies[last])
+
+
+def _read_checkpoint(folder: Path) -> Checkpoint:
     config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(
-            f"no checkpoint at {folder}: {config_path} does not exist (train one with "
-            "`minitf train TASK --out DIR`)"
-        )
     try:
         with open(config_path, encoding="utf-8") as f:
             description = json.load(f)
@@ -194,33 +349,61 @@ def load_checkpoint(folder: str | os.PathLike) -> Checkpoint:
         raise ValueError(f"{folder} is not a minitf checkpoint ({config_path} lacks {FORMAT!r})")
     try:
         config = Config.from_dict(description["config"])
-        step = int(description["step"])
-    except (KeyError, TypeError) as err:
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{config_path}: its 'config' is damaged ({err})") from None
+    step, task, meta = (description.get(key) for key in ("step", "task", "meta"))
+    if not _is_count(step):
+        raise ValueError(f"{config_path}: 'step' must be a whole number >= 0; got {step!r}")
+    if task is not None and not (isinstance(task, dict) and isinstance(task.get("name"), str)):
         raise ValueError(
-            f"{config_path} is incomplete ({err!r}); the checkpoint is damaged"
-        ) from err
+            f"{config_path}: 'task' must be null or an object with a \"name\"; got {task!r}"
+        )
+    if meta is not None and not isinstance(meta, dict):
+        raise ValueError(f"{config_path}: 'meta' must be an object; got {meta!r}")
     # the shapes the config implies, without computing any random numbers
     template = jax.eval_shape(lambda key: init_params(config, key), jax.random.key(0))
-    params = unflatten(template, _read_npz(folder / "params.npz"), "params")
+    flat = _read_npz(folder / "params.npz")
+    params = unflatten(template, flat, "params")
+    _warn_if_not_finite(flat, folder / "params.npz")
     opt_path, data_path = folder / "opt_state.npz", folder / "data.npz"
     opt_state = _read_npz(opt_path) if opt_path.exists() else None
-    return Checkpoint(
-        params=params,
-        config=config,
-        tokenizer=_load_tokenizer(description.get("tokenizer"), folder),
-        step=step,
-        opt_state=opt_state,
-        task=description.get("task"),
-        meta=description.get("meta", {}),
-        data=_read_npz(data_path) if data_path.exists() else {},
-    )
+    try:
+        tokenizer = _load_tokenizer(description.get("tokenizer"), folder)
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{config_path}: its 'tokenizer' is damaged ({err!r})") from None
+    return Checkpoint(params=params, config=config, tokenizer=tokenizer, step=step,
+                      opt_state=opt_state, task=task, meta=meta or {}, folder=folder,
+                      data=_read_npz(data_path) if data_path.exists() else {})  # fmt: skip
 
 
-def write_json(path: str | os.PathLike, data: dict) -> None:
-    """Write JSON through a temp file + rename, so a reader never sees half a file."""
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _warn_if_not_finite(arrays: dict[str, np.ndarray], path: Path) -> None:
+    """A model with NaN or infinite weights computes NaN: say which tensors, by name."""
+    bad = [name for name, x in arrays.items()
+           if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all()]  # fmt: skip
+    if bad:
+        names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        warnings.warn(
+            f"{path}: {names} {'holds' if len(bad) == 1 else 'hold'} NaN or infinite values, "
+            "so the model's outputs will be NaN (was it saved from a run that diverged?)",
+            stacklevel=3,
+        )
+
+
+def write_json(path: str | os.PathLike, data: dict | list) -> None:
+    """Write JSON through a temp file + rename, so a reader (or a kill) never sees half a
+    file: `path` holds the old content or the new one, also after a power cut."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        _write_text(tmp, json.dumps(data, indent=1))
+        faults.point("json-written")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync(path.parent)

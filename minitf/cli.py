@@ -7,35 +7,54 @@
     sample   continue a prompt with a checkpoint
     lens     the logit lens of a checkpoint on one text
     bpe      train a byte-level BPE tokenizer on a file, or show how one splits a text
+    explore  an offline page to explore a model in the browser; export: to GPT-2's format
+             (minitf/explore/commands.py)
     lesson, check, teacher, doctor   the course (minitf/course/commands.py)
 
 Every subcommand has `--help`, a `--seed` where anything is random, and defaults that
-finish on a laptop CPU. Bad input becomes one line on stderr and exit code 2.
+finish on a laptop CPU. Bad input, and any error of the operating system (a full disk, a
+read-only folder), becomes one line on stderr and exit code 2; a warning is one line too.
+Ctrl-C stops training after the current step (`minitf.interrupts`) and exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import inspect
 import json
+import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from minitf import text_commands
+from minitf import gpt2, interrupts, text_commands
 from minitf.bpe import Tokenizer
-from minitf.checkpoint import load_checkpoint, write_json
+from minitf.bpe_files import check_gpt2_special
+from minitf.checkpoint import write_json
 from minitf.course.commands import add_course_commands
 from minitf.devices import setup_compilation
+from minitf.explore.commands import add_commands as add_explore_commands
+from minitf.explore.page import write_demo_page
+from minitf.interrupts import Interrupted
 from minitf.lens import logit_lens
+from minitf.run_folder import holds_run
 from minitf.sample import generate
 from minitf.tasks import EVAL_SEED, TASKS, config_for, make_task, train_defaults
-from minitf.train import CHECKPOINT_DIR, TrainConfig, train
+from minitf.train import (
+    PeerLost,
+    check_eval_n,
+    check_seed,
+    count_params_of,
+    interrupted_message,
+    train,
+)
 
 DEMO_TASK = {"name": "addition", "digits": 3, "reverse_answer": False}  # as people write sums
 MODEL_FLAGS = ("n_layer", "n_head", "d_model", "d_mlp")  # Config fields with a flag each
@@ -49,30 +68,90 @@ def build_parser() -> argparse.ArgumentParser:
         prog="minitf", description="minitf: a small transformer in JAX to learn from."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_demo, add_train, add_eval, add_sample, add_lens, add_bpe, add_course_commands):
+    for add in (add_demo, add_train, add_eval, add_sample, add_lens, add_bpe,
+                add_explore_commands, add_course_commands):  # fmt: skip
         add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the `minitf` command; returns the exit code (0 ok, 2 bad input)."""
+    """Run the `minitf` command; returns the exit code (0 ok, 2 an error, 130 Ctrl-C).
+
+    `python -m minitf` and the installed `minitf` (minitf/__main__.py) catch Ctrl-C
+    before this module imports jax; called directly, Ctrl-C is a KeyboardInterrupt.
+    """
     setup_compilation()  # -O2 and a disk cache: a second run of a command compiles little
     args = build_parser().parse_args(argv)
+    if args.func not in (run_demo, run_train):  # no safe point to stop at: plain Ctrl-C
+        interrupts.release_ctrl_c()
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        code = _run(args)
+    if code and jax.distributed.is_initialized():
+        # one of several processes stops: leave at once, because jax's shutdown would
+        # first wait (minutes) for the other processes, which can't go on without this one
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
+        if interrupts.requested():
+            raise Interrupted("interrupted before anything started; nothing was written")
         return args.func(args) or 0
-    except (ValueError, FileNotFoundError) as err:
-        print(f"minitf: error: {_flags_named(err)}", file=sys.stderr)
-        return 2
+    except Interrupted as stop:
+        print(f"minitf: {stop}", file=sys.stderr)
     except KeyboardInterrupt:
         print("minitf: interrupted", file=sys.stderr)
-        return 130
+    except (ValueError, OSError, MemoryError, OverflowError, PeerLost) as err:
+        print(f"minitf: error: {_one_sentence(err)}", file=sys.stderr)
+        return 2
+    return interrupts.EXIT_CODE
+
+
+def _one_sentence(err: Exception) -> str:
+    """An exception as the one line the user sees."""
+    if isinstance(err, OSError) and err.filename is not None:
+        reason = OS_ERRORS.get(err.errno, err.strerror or str(err))
+        return f"{err.filename}: {reason}"
+    if isinstance(err, MemoryError):
+        return ("ran out of memory; make the model (--d-model, --n-layer), the batch "
+                "(--batch-size) or the evaluation (--eval-n, --n) smaller")  # fmt: skip
+    if isinstance(err, OverflowError):
+        return f"a number is too large ({err}); use a smaller value"
+    return _flags_named(err)
+
+
+# an operating system error, said as what it means for the user and what to do
+OS_ERRORS = {
+    errno.ENOSPC: "the disk is full; free some space or choose another folder (a checkpoint "
+    "already saved is intact)",
+    errno.EDQUOT: "your disk quota is used up; free some space or choose another folder",
+    errno.EROFS: "the file system is read-only; choose a folder you can write to",
+    errno.EACCES: "permission denied; choose a folder you can write to",
+    errno.EPERM: "permission denied; choose a folder you can write to",
+    errno.ENOTDIR: "a part of this path is a file, not a folder",
+    errno.EISDIR: "this is a folder; give the path of a file",
+    errno.EEXIST: "this already exists as a file; give a folder path",
+    errno.ENOENT: "no such file or folder",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"minitf: warning: {message}", file=sys.stderr)
 
 
 def _flags_named(err: Exception) -> str:
-    """TrainConfig's messages name its fields; on the command line those are flags."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    return re.sub(r"^(\w+)(?= must)", lambda m: f"--{m[1].replace('_', '-')}"
-                  if m[1] in fields else m[1], str(err))  # fmt: skip
+    """Library messages name TrainConfig's and Config's fields ("lr must be ...",
+    "d_model=32 (now 64)"); on the command line those are flags."""
+    flags = {*RUN_FLAGS, *MODEL_FLAGS}
+    text = re.sub(r"^(\w+)(?= must)", lambda m: f"--{m[1].replace('_', '-')}"
+                  if m[1] in flags else m[1], str(err))  # fmt: skip
+    return re.sub(r"\b(\w+)=", lambda m: f"--{m[1].replace('_', '-')} "
+                  if m[1] in flags else m[0], text)  # fmt: skip
 
 
 # --- demo and train -------------------------------------------------------------------------
@@ -84,7 +163,9 @@ def _add_run_flags(p: argparse.ArgumentParser, out: str | None, out_help: str = 
     p.add_argument("--batch-size", type=int, help="problems per step (default: per task)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: per task)")
     p.add_argument("--seed", type=int, default=0, help="seed for init and batches (0)")
-    p.add_argument("--out", type=Path, default=out, help=f"output folder ({out_help or out})")
+    p.add_argument("--out", type=_folder, default=out, help=f"output folder ({out_help or out})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train from scratch into an --out folder that already holds a run")
     p.add_argument("--eval-n", type=int,
                    help="test problems (2000) or validation windows (text: 200) per evaluation")
     p.add_argument("--eval-every", type=int,
@@ -128,13 +209,30 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     text_commands.add_text_flags(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_run_flags(p, None)
+    hosts = p.add_argument_group("several processes (see docs/multihost.md)")
+    hosts.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="train together with other processes: process 0's address")
+    hosts.add_argument("--num-processes", type=int, metavar="N", help="processes in all")
+    hosts.add_argument("--process-id", type=int, metavar="I", help="this one: 0 to N-1")
     p.set_defaults(func=run_train)
 
 
+def _folder(text: str) -> Path:
+    """An --out folder; an empty string would quietly mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a folder name, e.g. --out runs/first")
+    return Path(text)
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    if args.out is None:
+        args.out = Path("minitf-demo-text" if args.what == "text" else "minitf-demo")
+    earlier = not args.overwrite and holds_run(args.out)
+    if earlier:
+        raise ValueError(f"{args.out} already holds a run ({earlier}); pass --overwrite to "
+                         "train the demo again, or --out DIR to write it elsewhere")  # fmt: skip
     if args.what == "text":
         return text_commands.run_demo_text(args, MODEL_FLAGS, RUN_FLAGS)
-    args.out = Path("minitf-demo") if args.out is None else args.out
     start = time.perf_counter()
     print("minitf demo: 3-digit addition, answers written plain (most-significant digit first)")
     got = _train_and_report(args, dict(DEMO_TASK))
@@ -152,6 +250,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print(lens.table(position=task.prompt_len - 1))
     if args.out is not None:
         _demo_figures(args.out, params, config, task, tokens, lens)
+        page = write_demo_page(args.out, params, config, task)
+        print(f"wrote {page}: open it in your browser to explore the model (works offline)")
     print(f"\ndone in {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -159,6 +259,11 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out DIR, the folder of the run to continue")
+    if args.coordinator or args.num_processes is not None or args.process_id is not None:
+        if args.task == "text":
+            raise ValueError("--coordinator, --num-processes and --process-id work for the toy "
+                             "tasks only; train text in one process")  # fmt: skip
+        _start_processes(args)
     if args.task == "text":
         for name in TASK_FLAGS:
             if getattr(args, name) not in (None, False):
@@ -168,6 +273,22 @@ def run_train(args: argparse.Namespace) -> int:
     text_commands.refuse_text_flags(args)
     _train_and_report(args, _task_spec(args), resume=args.resume)
     return 0
+
+
+def _start_processes(args: argparse.Namespace) -> None:
+    """Join the other processes of a run on several hosts (jax.distributed)."""
+    n, i = args.num_processes, args.process_id
+    if not args.coordinator or n is None or i is None:
+        raise ValueError("training with several processes needs all three of --coordinator "
+                         "HOST:PORT, --num-processes N and --process-id I")  # fmt: skip
+    if n < 1:
+        raise ValueError(f"--num-processes must be at least 1; got {n}")
+    if not 0 <= i < n:
+        raise ValueError(f"--process-id must be from 0 to --num-processes - 1 ({n - 1}); "
+                         f"got {i}")  # fmt: skip
+    print(f"process {i} of {n}: waiting for all {n} processes at {args.coordinator}",
+          flush=True)  # fmt: skip
+    jax.distributed.initialize(args.coordinator, num_processes=n, process_id=i)
 
 
 def _task_spec(args: argparse.Namespace) -> dict:
@@ -195,12 +316,19 @@ def _train_and_report(args: argparse.Namespace, task_spec: dict, *, resume: bool
     given.update({k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None})
     settings = dataclasses.replace(defaults, **given)
     print(f"task {task.name} {task.spec}: e.g. {task.examples(np.random.default_rng(1), 1)[0]}")
-    print(f"model {model}, {settings.steps} steps of {settings.batch_size} problems, "
-          f"lr {settings.lr}")  # fmt: skip
+    print(f"model {model} ({count_params_of(config):,} parameters), {settings.steps} steps "
+          f"of {settings.batch_size} problems, lr {settings.lr}")  # fmt: skip
     result = train(config, task, settings, out=args.out, resume=resume,
-                   progress=not args.no_progress)  # fmt: skip
+                   overwrite=args.overwrite, progress=not args.no_progress)  # fmt: skip
     if result.interrupted:
-        raise KeyboardInterrupt
+        raise Interrupted(interrupted_message(result))
+    if interrupts.requested():  # Ctrl-C came as the last step finished
+        raise Interrupted(f"interrupted after training finished; the checkpoint is in "
+                          f"{result.checkpoint}")  # fmt: skip
+    if jax.process_index() != 0:
+        print(f"process {jax.process_index()}: trained {result.step} steps; process 0 "
+              "evaluates and writes the results")  # fmt: skip
+        return {"params": result.params, "config": config, "task": task}
     accuracy = task.evaluate(result.params, config, n=settings.eval_n)
     print(f"exact match on {settings.eval_n} held-out problems: {accuracy:.2%} "
           f"(trained in {result.seconds:.1f} s)")  # fmt: skip
@@ -287,20 +415,25 @@ def add_lens(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_lens)
 
 
-def _load(path: Path):
-    """A checkpoint from a run folder (its checkpoint/ inside) or a checkpoint folder."""
-    if not (path / "config.json").exists() and (path / CHECKPOINT_DIR).is_dir():
-        path = path / CHECKPOINT_DIR
-    return load_checkpoint(path)
+def _task_of(ckpt):
+    """The task a checkpoint records, rebuilt; a damaged record names its file."""
+    try:
+        return make_task(**ckpt.task)
+    except ValueError as err:
+        where = ckpt.folder / "config.json" if ckpt.folder else "the checkpoint"
+        raise ValueError(f"{where}: its task can't be rebuilt: {err}") from None
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    ckpt = _load(args.checkpoint)
+    check_eval_n(args.n, "--n")
+    if args.seed is not None:
+        check_seed(args.seed, "--seed")
+    ckpt = gpt2.load_model(args.checkpoint)
     if not ckpt.task:
         raise ValueError(f"{args.checkpoint} records no task, so there is nothing to evaluate")
     if ckpt.task.get("name") == "text":
         return text_commands.run_eval_text(ckpt, args)
-    task = make_task(**ckpt.task)
+    task = _task_of(ckpt)
     seed = EVAL_SEED if args.seed is None else args.seed
     accuracy = task.evaluate(ckpt.params, ckpt.config, n=args.n, seed=seed)
     if args.json:
@@ -311,7 +444,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    ckpt = _load(args.checkpoint)
+    check_seed(args.seed, "--seed")
+    ckpt = gpt2.load_model(args.checkpoint)
     if ckpt.tokenizer is None:
         raise ValueError(f"{args.checkpoint} has no tokenizer, so a text prompt can't be read")
     if ckpt.task and ckpt.task.get("name") == "text":
@@ -319,7 +453,7 @@ def run_sample(args: argparse.Namespace) -> int:
     prompt_ids = ckpt.tokenizer.encode(args.prompt)
     n_new = args.max_new_tokens
     if n_new is None:
-        n_new = make_task(**ckpt.task).answer_len if ckpt.task else 20
+        n_new = _task_of(ckpt).answer_len if ckpt.task else 20
     n_new = min(n_new, ckpt.config.max_len - len(prompt_ids))
     temperature = 0.0 if args.temperature is None else args.temperature
     ids = generate(ckpt.params, ckpt.config, prompt_ids, n_new, temperature=temperature,
@@ -331,7 +465,7 @@ def run_sample(args: argparse.Namespace) -> int:
 def run_lens(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
-    ckpt = _load(args.checkpoint)
+    ckpt = gpt2.load_model(args.checkpoint)
     if ckpt.tokenizer is None:
         raise ValueError(f"{args.checkpoint} has no tokenizer, so TEXT can't be encoded")
     if not args.text:
@@ -403,6 +537,7 @@ def run_bpe_train(args: argparse.Namespace) -> int:
     from minitf.long_text import file_pieces
 
     n_bytes = file_corpus(args.file).n_bytes  # exists, not empty, UTF-8 (or says where not)
+    check_gpt2_special(args.special)  # before training, not after it
     pattern = None if args.pattern == "none" else args.pattern
     check_vocab_size(args.vocab_size, args.special)  # before any progress bar is drawn
     make_splitter(pattern)
@@ -412,9 +547,8 @@ def run_bpe_train(args: argparse.Namespace) -> int:
         tok = Tokenizer.train(pieces, args.vocab_size, pattern=pattern,
                               special_tokens=args.special, progress=True)  # fmt: skip
     seconds = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
+    tok.save_gpt2(args.out)  # first: it checks every token has its own name before writing
     tok.save(args.out / Tokenizer.FILE)
-    tok.save_gpt2(args.out)
     print(f"trained {tok.vocab_size} tokens on {n_bytes:,} bytes in {seconds:.1f} s")
     print(f"wrote {args.out / Tokenizer.FILE}, vocab.json and merges.txt")
     longest = sorted(tok.merge_ids, key=lambda i: (-len(tok.token_bytes(i)), i))[:20]

@@ -16,7 +16,9 @@ rows start matters:
 `finetune` then trains either everything or only chosen rows of the embedding and
 unembedding, with every other number frozen bit for bit (the optimizer's updates are
 masked, weight decay included). `widen` grows d_model with new dimensions that start at
-zero, preserving the model's output up to the layer norms' epsilon.
+zero, preserving the model's output up to the layer norms' epsilon; with `noise_std` the
+entries that only *read* the new dimensions start random instead, which keeps the output
+and lets fine-tuning put the new dimensions to use.
 
 Left out: removing tokens, resizing the position embedding, and growing d_mlp or the
 number of layers (zero-initialised MLP units or blocks would preserve the output too).
@@ -254,6 +256,12 @@ def _pad(w: jax.Array, axis: int, size: int) -> jax.Array:
     return jnp.pad(w, widths)
 
 
+def _new_slots(n_head: int, K: int, new_n_head: int, new_head: int) -> jax.Array:
+    """(H'*K',) bool: True for the slots `_pad_heads` adds (a new head, or past slot K)."""
+    slot = jnp.arange(new_n_head * new_head)  # (D',)
+    return (slot // new_head >= n_head) | (slot % new_head >= K)
+
+
 def _pad_heads(w: jax.Array, axis: int, n_head: int, new_head: int, new_n_head: int) -> jax.Array:
     """Pad a (.., H*K, ..) axis to (.., H'*K', ..): each old head keeps its first K slots."""
     shape = w.shape
@@ -270,6 +278,8 @@ def widen(
     *,
     n_head: int | None = None,
     preserve: bool = True,
+    noise_std: float = 0.0,
+    key: jax.Array | None = None,
 ) -> tuple[Params, Config]:
     """Grow the residual stream from D to D' dimensions; the new ones start at zero.
 
@@ -298,8 +308,18 @@ def widen(
     D'/H; its queries are scaled by sqrt(K'/K) so the softmax's 1/sqrt(K') matches the old
     1/sqrt(K). With n_head = D' / K the heads keep their width and the new heads start
     at zero (uniform attention over zero values: they add nothing).
+    Symmetry, and `noise_std`: with every new entry zero, all new dimensions (and all new
+    head slots) start identical and get identical gradients, so fine-tuning moves them in
+    lockstep and they act as one dimension, or never move at all. `noise_std > 0` (with a
+    `key`) draws N(0, noise_std) for the entries that only read something that is still
+    zero: the rows of w_qkv, the MLP's w_in and the unembedding for the new dimensions
+    (the normed stream is 0 there), and the new head slots of the queries and values
+    (their keys and their rows of w_out stay 0, so the scores and the output are
+    unchanged). The output is then the same as without noise, to float32 rounding
+    (tests/test_surgery.py: within 1e-5), and the gradients of the new entries differ,
+    which breaks the symmetry.
     The lesson "New tokens" measures how close the output stays, with and without
-    `preserve`.
+    `preserve`, and what fine-tuning does with the new dimensions with and without noise.
     """
     D, H = config.d_model, config.n_head
     K = config.d_head
@@ -316,6 +336,21 @@ def widen(
             f"{new_d_model}) or n_head = {new_d_model} / {K} (keeping head width {K}); got "
             f"n_head={new_n_head}"
         )
+    if noise_std < 0 or (noise_std > 0 and key is None):
+        raise ValueError(f"noise_std must be >= 0 and needs a key when > 0 (widen(..., "
+                         f"noise_std=0.01, key=jax.random.key(0))); got {noise_std}")
+    noise_keys = iter(jax.random.split(key, 3 * config.n_layer + 1) if noise_std else [])
+
+    def noisy(w: jax.Array, where: jax.Array) -> jax.Array:
+        """w plus N(0, noise_std) where `where` is True (nothing without noise)."""
+        if not noise_std:
+            return w
+        return w + jnp.where(where, noise_std * jax.random.normal(next(noise_keys), w.shape), 0)
+
+    new_dims = jnp.arange(new_d_model) >= D  # (D',): True for the new stream dimensions
+    # (D',): True for the new slots of the head-structured axis (each old head keeps its
+    # first K slots, or the new heads)
+    new_slots = _new_slots(H, K, new_n_head, new_head)  # (D',)
     center = _center if preserve else (lambda w: w)
     gain = math.sqrt(D / new_d_model) if preserve else 1.0  # LN gain correction
     q_scale = math.sqrt(new_head / K)  # keeps q.k / sqrt(K') equal to the old q.k / sqrt(K)
@@ -344,7 +379,8 @@ def widen(
         "ln_final": norm(params["ln_final"]),
     }
     if not tied:
-        new["unembed"] = _pad(params["unembed"], -1, new_d_model)  # (V, D'): a reader
+        # (V, D'): a reader, of normed new dimensions that are 0
+        new["unembed"] = noisy(_pad(params["unembed"], -1, new_d_model), new_dims[None])
     for block in params["blocks"]:
         attn, mlp_params = block["attn"], block["mlp"]
         w_q, w_k, w_v = jnp.split(attn["w_qkv"], 3, axis=1)  # 3 x (D, D)
@@ -353,18 +389,23 @@ def widen(
             [heads(q_scale * w_q, 1), heads(w_k, 1), heads(w_v, 1)], axis=1
         )  # (D, 3D')
         b_qkv = jnp.concatenate([heads(q_scale * b_q, 0), heads(b_k, 0), heads(b_v, 0)])  # (3D',)
+        # free to be random: rows reading the new dimensions (0 after the norm), and the
+        # new query and value slots (their keys and rows of w_out are 0)
+        free = new_dims[:, None] | jnp.concatenate([new_slots, jnp.zeros_like(new_slots),
+                                                    new_slots])[None]  # (D', 3D')  # fmt: skip
         new["blocks"].append(
             {
                 "ln1": norm(block["ln1"]),
                 "attn": {
-                    "w_qkv": _pad(w_qkv, 0, new_d_model),  # (D', 3D'): new inputs read nothing
+                    "w_qkv": noisy(_pad(w_qkv, 0, new_d_model), free),  # (D', 3D')
                     "b_qkv": b_qkv,
                     "w_out": stream(heads(attn["w_out"], 0)),  # (D', D')
                     "b_out": stream(attn["b_out"]),  # (D',)
                 },
                 "ln2": norm(block["ln2"]),
                 "mlp": {
-                    "w_in": _pad(mlp_params["w_in"], 0, new_d_model),  # (D', M)
+                    "w_in": noisy(_pad(mlp_params["w_in"], 0, new_d_model),
+                                  new_dims[:, None]),  # (D', M)  # fmt: skip
                     "b_in": mlp_params["b_in"],  # (M,)
                     "w_out": stream(mlp_params["w_out"]),  # (M, D')
                     "b_out": stream(mlp_params["b_out"]),  # (D',)

@@ -17,6 +17,7 @@ Left out: variable-length answers, text tasks with BPE (see the lessons), and cu
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy as np
 from minitf.chars import CharTokenizer
 from minitf.model import Config, Params
 from minitf.sample import generate
-from minitf.train import TrainConfig, check_model_fits
+from minitf.train import TrainConfig, check_eval_n, check_model_fits, check_seed
 
 DIGITS = "0123456789"  # ids 0-9 are the digits themselves, so ids double as values
 # one symbol per residue for modular_addition(one_token=True): 0-9, a-z, A-Z, then the
@@ -32,6 +33,7 @@ DIGITS = "0123456789"  # ids 0-9 are the digits themselves, so ids double as val
 NUMBER_SYMBOLS = DIGITS + "abcdefghijklmnopqrstuvwxyz" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 EVAL_SEED = 2_024_001  # evaluation's default seed: not a seed training batches come from
 HOLDOUT = 0.1  # fraction of a problem space kept for testing when split by hash
+EVAL_CHUNK = 4096  # problems `evaluate` answers at once
 
 Ids = np.ndarray  # numpy int array of token ids
 
@@ -119,10 +121,12 @@ class Task:
         self, params: Params, config: Config, *, n: int = 2000, seed: int = EVAL_SEED
     ) -> float:
         """Exact-match accuracy: the fraction of n test problems answered fully right."""
-        if n < 1:
-            raise ValueError(f"evaluate needs n >= 1 problems; got {n}")
+        check_eval_n(n)
+        check_seed(seed)
         prompts, answers = self.problems(np.random.default_rng(seed), n, "test")  # (n, P), (n, A)
-        predicted = self.predict(params, config, prompts)  # (n, A)
+        # a chunk at a time, so memory stays bounded however many problems are asked for
+        predicted = np.concatenate([self.predict(params, config, prompts[i : i + EVAL_CHUNK])
+                                    for i in range(0, n, EVAL_CHUNK)])  # (n, A)  # fmt: skip
         return exact_match(predicted, answers)
 
 
@@ -388,7 +392,22 @@ TASKS: dict[str, Callable[..., Task]] = {
 
 
 def make_task(name: str, **spec) -> Task:
-    """TASKS[name](**spec) with a clear error for an unknown name."""
+    """TASKS[name](**spec) with a clear error for an unknown name or a setting of the
+    wrong kind (a checkpoint's config.json may have been edited by hand)."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
+    accepts = inspect.signature(TASKS[name], eval_str=True).parameters
+    for key, value in spec.items():
+        if key not in accepts:
+            raise ValueError(f"task {name} has no setting {key!r}; its settings: "
+                             f"{sorted(accepts)}")  # fmt: skip
+        kind = accepts[key].annotation
+        if kind in (int, bool, float) and not _is_kind(value, kind):
+            raise ValueError(f"task {name}'s {key} must be {kind.__name__}; got {value!r}")
     return TASKS[name](**spec)
+
+
+def _is_kind(value: object, kind: type) -> bool:
+    if isinstance(value, bool):  # an int to Python, but digits=True is a mistake, not 1
+        return kind is bool
+    return isinstance(value, int | float) if kind is float else isinstance(value, kind)

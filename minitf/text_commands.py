@@ -19,7 +19,9 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from minitf import interrupts
 from minitf.checkpoint import Checkpoint, write_json
+from minitf.interrupts import Interrupted
 from minitf.model import Config, Params
 from minitf.text import (
     DEMO_PROMPT,
@@ -35,7 +37,7 @@ from minitf.text import (
     validation_windows,
 )
 from minitf.tokens import TokenizerLike
-from minitf.train import TrainConfig, train
+from minitf.train import TrainConfig, count_params_of, interrupted_message, train
 
 TEXT_FLAGS = ("corpus", "tokenizer", "vocab_size", "seq_len")  # flags of `train text` only
 FINAL_EVAL_N = 2000  # validation windows for the report at the end (and `minitf eval`)
@@ -93,8 +95,9 @@ def describe_run(task: TextTask, config: Config, settings: TrainConfig, corpus_n
           f"training and {len(task.val_ids):,} validation tokens (the last "
           f"{task.spec['val_fraction']:.0%} of the text)")  # fmt: skip
     model = {k: getattr(config, k) for k in ("n_layer", "n_head", "d_model", "d_mlp")}
-    print(f"model {model}, context {task.context} tokens; {settings.steps} steps of "
-          f"{settings.batch_size} windows, lr {settings.lr}")  # fmt: skip
+    print(f"model {model} ({count_params_of(config):,} parameters), context {task.context} "
+          f"tokens; {settings.steps} steps of {settings.batch_size} windows, "
+          f"lr {settings.lr}")  # fmt: skip
 
 
 def train_and_report(args: argparse.Namespace, task: TextTask, config: Config,
@@ -102,9 +105,13 @@ def train_and_report(args: argparse.Namespace, task: TextTask, config: Config,
                      callback=None) -> dict:  # fmt: skip
     """Train, score the result on the validation text, write metrics.json; -> the report."""
     result = train(config, task, settings, out=args.out, resume=resume,
-                   progress=not args.no_progress, callback=callback)  # fmt: skip
+                   overwrite=args.overwrite, progress=not args.no_progress,
+                   callback=callback)  # fmt: skip
     if result.interrupted:
-        raise KeyboardInterrupt
+        raise Interrupted(interrupted_message(result))
+    if interrupts.requested():  # Ctrl-C came as the last step finished
+        raise Interrupted(f"interrupted after training finished; the checkpoint is in "
+                          f"{result.checkpoint}")  # fmt: skip
     score = task.score(result.params, config, n=FINAL_EVAL_N)
     print(f"validation loss {score.val_loss:.3f} nats per token, {score.bits_per_byte:.3f} bits "
           f"per byte, on {score.n_tokens:,} validation tokens (trained in "
@@ -179,8 +186,6 @@ def run_demo_text(args: argparse.Namespace, model_flags: tuple[str, ...],
     start = time.perf_counter()
     print("minitf demo text: a 6-block language model trained from scratch on Python's own "
           "documentation")  # fmt: skip
-    if args.out is None:
-        args.out = Path("minitf-demo-text")
     task, config, settings = build(args, model_flags, run_flags)
     if args.eval_every is None:
         settings = dataclasses.replace(settings, eval_every=max(1, settings.steps // 4))

@@ -33,13 +33,24 @@ Several hosts: start the same script on every host with
 
 `jax.devices()` then lists every host's devices; each host draws the same global batch
 (same seed, cheap) and hands its own devices their slices, and only process 0 writes
-checkpoints, metrics and figures (point `out` at a shared file system to resume).
+checkpoints, metrics and figures (point `out` at a shared file system to resume). At the
+start the hosts compare a hash of their settings, data and starting parameters and
+refuse to train different "replicated" models; when a host dies, the others stop with
+`PeerLost`, a sentence naming the last checkpoint (docs/multihost.md tries it on one
+machine with `minitf train --coordinator`).
+
+Nothing is lost: `out` is claimed by one run at a time and a folder holding a run is not
+overwritten unless asked (`minitf.run_folder`); checkpoints are crash-safe
+(`minitf.checkpoint`); metrics.json is written before each checkpoint, so the history
+always covers the checkpoint; a step whose loss or new parameters are not finite stops
+the run before anything is saved from it; Ctrl-C stops after the current step and saves.
 
 Left out: gradient accumulation, mixed precision, model (tensor) parallelism.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -57,14 +68,19 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
+from minitf import faults, interrupts
 from minitf.checkpoint import (
+    CHECKPOINT_DIR,
     Checkpoint,
+    has_checkpoint,
     load_checkpoint,
     save_checkpoint,
     unflatten,
     write_json,
 )
+from minitf.hosts import PeerLost, agree_across_hosts, all_ready
 from minitf.model import Config, Params, forward, init_params
+from minitf.run_folder import METRICS, claim
 from minitf.tokens import TokenizerLike
 
 __all__ = [
@@ -72,6 +88,7 @@ __all__ = [
     "TrainResult",
     "Trainable",
     "TrainingDiverged",
+    "PeerLost",
     "Checkpoint",
     "load_checkpoint",
     "save_checkpoint",
@@ -80,10 +97,13 @@ __all__ = [
     "make_step",
     "data_mesh",
     "check_model_fits",
+    "check_memory",
     "train",
 ]
 
-CHECKPOINT_DIR = "checkpoint"  # train(out=...) writes out/checkpoint/, out/metrics.json, ...
+MAX_LR = 1.0  # Adam moves every weight by about lr per step; the weights start near 0.02
+MAX_STEPS = 2**31 - 1  # optax counts steps in int32
+MAX_EVAL_N = 1_000_000  # a million problems pin exact match down to 0.1%; more only takes time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,29 +130,43 @@ class TrainConfig:
         for name, value in positive.items():
             if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be positive (a whole number); got {value!r}")
+        if self.steps > MAX_STEPS:
+            raise ValueError(f"steps must be at most {MAX_STEPS:,} (optax counts steps in "
+                             f"32 bits); got {self.steps:,}")  # fmt: skip
+        check_eval_n(self.eval_n, "eval_n")
         for name in ("eval_every", "checkpoint_every"):
             check_every(name, getattr(self, name))
-        if not _is_int(self.seed) or not 0 <= self.seed < 2**32:
-            raise ValueError(f"seed must be a whole number from 0 to 2**32 - 1; got {self.seed!r}")
+        check_seed(self.seed)
         if self.warmup is not None and (not _is_int(self.warmup) or not 0 <= self.warmup
-                                        <= self.steps):  # fmt: skip
-            raise ValueError(f"warmup must be a number of steps from 0 to steps "
-                             f"({self.steps}); got {self.warmup!r}")  # fmt: skip
+                                        < max(self.steps, 1)):  # fmt: skip
+            raise ValueError(f"warmup must be a number of steps from 0 to steps - 1 "
+                             f"({self.steps - 1}): the cosine decay needs a step; got "
+                             f"{self.warmup!r}")  # fmt: skip
         for name in ("lr", "clip"):
             value = getattr(self, name)
             if not _is_real(value) or not value > 0:
                 raise ValueError(f"{name} must be a positive finite number; got {value!r}")
+        if self.lr > MAX_LR:
+            raise ValueError(f"lr must be at most {MAX_LR}: Adam moves every weight by about "
+                             f"lr per step and the weights start near 0.02; got {self.lr!r}")
         if self.lr_end is not None and (not _is_real(self.lr_end) or self.lr_end < 0):
             raise ValueError(f"lr_end must be a finite number >= 0; got {self.lr_end!r}")
         if not _is_real(self.weight_decay) or self.weight_decay < 0:
             raise ValueError(f"weight_decay must be a finite number >= 0; got "
+                             f"{self.weight_decay!r}")  # fmt: skip
+        if self.lr * self.weight_decay >= 1:
+            raise ValueError(f"weight_decay must be below 1 / lr ({1 / self.lr:g}): each step "
+                             f"multiplies the weights by 1 - lr * weight_decay; got "
                              f"{self.weight_decay!r}")  # fmt: skip
         if not _is_real(self.beta2) or not 0 < self.beta2 < 1:
             raise ValueError(f"beta2 must be between 0 and 1; got {self.beta2!r}")
 
     @property
     def warmup_steps(self) -> int:
-        return max(1, self.steps // 20) if self.warmup is None else self.warmup
+        """`warmup`, or 5% of the steps (at least 1, and fewer than the steps)."""
+        if self.warmup is not None:
+            return self.warmup
+        return min(max(1, self.steps // 20), self.steps - 1)
 
     def optimizer_fields(self) -> dict:
         """The settings that decide the parameters a run ends with (a resumed run must
@@ -158,6 +192,19 @@ def check_every(name: str, every: int) -> None:
     """An every-N-steps setting: 0 means never, a negative number is a mistake."""
     if not _is_int(every) or every < 0:
         raise ValueError(f"{name} must be 0 (never) or a positive number of steps; got {every!r}")
+
+
+def check_eval_n(n: int, name: str = "n") -> None:
+    """How many problems an evaluation measures: 1 to MAX_EVAL_N (training, `minitf eval`)."""
+    if not _is_int(n) or not 1 <= n <= MAX_EVAL_N:
+        raise ValueError(f"{name} must be a number of problems from 1 to {MAX_EVAL_N:,}; "
+                         f"got {n!r}")  # fmt: skip
+
+
+def check_seed(seed: int, name: str = "seed") -> None:
+    """A seed is a whole number from 0 to 2**32 - 1 (what numpy and jax both accept)."""
+    if not _is_int(seed) or not 0 <= seed < 2**32:
+        raise ValueError(f"{name} must be a whole number from 0 to 2**32 - 1; got {seed!r}")
 
 
 class Trainable(Protocol):
@@ -190,7 +237,7 @@ def task_metric(task: Trainable) -> str:
 
 
 class TrainingDiverged(ValueError):
-    """The loss became NaN or infinite: training can't continue from these parameters."""
+    """The loss or the parameters became NaN or infinite: training can't continue."""
 
 
 @dataclasses.dataclass
@@ -320,6 +367,59 @@ def check_model_fits(config: Config, task: Trainable) -> None:
         )
 
 
+def check_memory(config: Config, batch_size: int, seq_len: int) -> None:
+    """A ValueError before any work when a run can't fit in memory (say `--d-model 100000`
+    or `--batch-size 100000000`), instead of minutes of silence and a crash."""
+    need = memory_needed(config, batch_size, seq_len)
+    have = _memory_available()
+    if have is not None and need > have:
+        raise ValueError(
+            f"this run needs about {need / 1e9:,.1f} GB of memory (a model of "
+            f"{count_params_of(config):,} parameters with its gradients and optimizer state, "
+            f"and the activations of {batch_size:,} sequences of {seq_len} tokens) but "
+            f"{have / 1e9:,.1f} GB is available; make the model smaller (--d-model, "
+            "--n-layer, --d-mlp) or the batch (--batch-size)"
+        )
+
+
+def count_params_of(config: Config) -> int:
+    """The parameters `init_params(config)` makes, by formula (no arrays are built)."""
+    D, M, V, L = config.d_model, config.d_mlp, config.vocab_size, config.n_layer
+    per_block = 4 * D * D + 2 * D * M + 9 * D + M  # w_qkv, w_out, w_in, w_out, biases, norms
+    unembed = 0 if config.tie_embeddings else V * D
+    return V * D + config.max_len * D + L * per_block + 2 * D + unembed
+
+
+def memory_needed(config: Config, batch_size: int, seq_len: int) -> int:
+    """Bytes a training step needs, roughly: float32 parameters, their new values, the
+    gradients and Adam's two moments (5 copies), plus the activations the backward pass
+    keeps for each token (per layer about 16 D + 4 M + 3 H T numbers, and 4 V for the
+    logits and their gradient)."""
+    D, M, H, L = config.d_model, config.d_mlp, config.n_head, config.n_layer
+    per_token = L * (16 * D + 4 * M + 3 * H * seq_len) + 4 * config.vocab_size
+    return 4 * (5 * count_params_of(config) * jax.local_device_count()
+                + batch_size * seq_len * per_token)  # fmt: skip
+
+
+def _memory_available() -> int | None:
+    """The accelerators' memory (all local devices), else the host's free memory; None
+    where it can't be read."""
+    stats = [device.memory_stats() for device in jax.local_devices()]
+    if all(stats) and all("bytes_limit" in s for s in stats):
+        return sum(s["bytes_limit"] - s.get("bytes_in_use", 0) for s in stats)
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 # --- the loop ------------------------------------------------------------------------------
 
 
@@ -330,6 +430,7 @@ def train(
     *,
     out: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     callback: Callable[[int, Params], bool | None] | None = None,
     **fields: Any,
@@ -338,11 +439,12 @@ def train(
 
     `settings` is a TrainConfig; keyword arguments override its fields (`train(config,
     task, steps=100, lr=3e-3)` works without one). With `out`, writes out/checkpoint/
-    every `checkpoint_every` steps and at the end, plus metrics.json and loss.png.
-    `callback(step, params)` runs before the first step and after every step; returning
-    True stops the run (the lesson "The logit lens" keeps snapshots of the parameters
-    with it). Ctrl-C saves a checkpoint and returns with `interrupted=True`.
-    The lesson "Next-token training" walks through it.
+    every `checkpoint_every` steps and at the end, plus metrics.json and loss.png; a
+    folder that already holds a run is refused unless `resume` continues it or
+    `overwrite` starts it over. `callback(step, params)` runs before the first step and
+    after every step; returning True stops the run (the lesson "The logit lens" keeps
+    snapshots of the parameters with it). Ctrl-C saves a checkpoint and returns with
+    `interrupted=True`. The lesson "Next-token training" walks through it.
     """
     unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
@@ -352,53 +454,121 @@ def train(
     check_model_fits(config, task)
     if resume and out is None:
         raise ValueError("resume=True needs `out`, the folder of the run to continue")
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite starts it "
+                         "over; give one of them")  # fmt: skip
     out = Path(out) if out is not None else None
+    with contextlib.ExitStack() as claimed:
+        problem = None
+        try:  # the checks each process makes before any work
+            check_memory(config, settings.batch_size, task.seq_len)
+            if resume and not has_checkpoint(out / CHECKPOINT_DIR):  # before making a folder
+                raise FileNotFoundError(f"no checkpoint to resume in {out} (it has no "
+                                        f"{CHECKPOINT_DIR}/); train one there first, without "
+                                        "--resume")  # fmt: skip
+            if out is not None and jax.process_index() == 0:  # only process 0 writes
+                checkpoint_bytes = 4 * 3 * count_params_of(config)  # params, Adam's moments
+                claimed.enter_context(claim(out, resume=resume, overwrite=overwrite,
+                                            needs_bytes=2 * checkpoint_bytes))  # fmt: skip
+        except (ValueError, OSError) as err:
+            problem = err
+        if jax.process_count() > 1:
+            all_ready(problem is None)  # so that no process waits for one that gave up
+        if problem is not None:
+            raise problem
+        return _train(config, task, settings, out, resume, progress, callback)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Saved:
+    """A checkpoint on disk: where, and after how many steps."""
+
+    path: Path
+    step: int
+
+
+def _train(config: Config, task: Trainable, settings: TrainConfig, out: Path | None,
+           resume: bool, progress: bool, callback) -> TrainResult:  # fmt: skip
     mesh = data_mesh(_check_devices(settings.batch_size))
     split = NamedSharding(mesh, PartitionSpec("batch"))
     _, init_state, step_fn = _compiled(config, _without_intervals(settings), mesh)
     task_spec = {"name": task.name, **task.spec}
     if resume:
         params, opt_state, start, history = _resume(out, config, task, task_spec, settings, mesh)
+        saved = _Saved(out / CHECKPOINT_DIR, start)
     else:
         params, opt_state = init_state(jax.random.key(settings.seed))  # placed replicated
-        start, history = 0, {k: [] for k in history_keys(task)}
+        start, history, saved = 0, {k: [] for k in history_keys(task)}, None
     record = _Record(out, config, task, task_spec, settings, history)
+    batch_of = lambda i: task.batch(np.random.default_rng([settings.seed, i]),  # noqa: E731
+                                    settings.batch_size)  # fmt: skip
+    if jax.process_count() > 1:
+        agree_across_hosts(config, task_spec, settings, resume, batch_of(start), _local(params))
 
-    last_checkpoint, done = None, start
+    done, lost, ctrl_c = start, None, False
     t_start = time.perf_counter()
-    bar = tqdm(total=settings.steps, initial=start, disable=not progress, desc=f"train {task.name}")
+    bar = tqdm(total=settings.steps, initial=start, desc=f"train {task.name}",
+               disable=not progress or jax.process_index() != 0)  # fmt: skip
     try:
         stop = callback is not None and callback(start, params)
         for i in range(start, settings.steps):
-            if stop:
+            if stop or interrupts.requested():
                 break
-            batch = task.batch(np.random.default_rng([settings.seed, i]), settings.batch_size)
+            batch = batch_of(i)
             t0 = time.perf_counter()
-            new_params, new_opt_state, loss, accuracy = step_fn(
-                params, opt_state, tuple(_global_array(x, split) for x in batch)
-            )
-            loss, accuracy = float(_local(loss)), float(_local(accuracy))  # waits for the step
-            if not math.isfinite(loss):
-                raise _diverged(loss, i + 1, last_checkpoint, done, settings)
+            try:
+                new_params, new_opt_state, loss, accuracy = step_fn(
+                    params, opt_state, tuple(_global_array(x, split) for x in batch)
+                )
+                loss, accuracy = float(_local(loss)), float(_local(accuracy))  # waits
+                finite = bool(_local(_all_finite(new_params)))
+            except jax.errors.JaxRuntimeError as err:
+                if jax.process_count() == 1:
+                    raise
+                lost = err  # a collective failed: another host is gone
+                break
+            if not (finite and math.isfinite(loss)):
+                raise _diverged(loss, finite, i + 1, saved, settings)
             # no function calls on this line, so Ctrl-C can't separate params from `done`
             params, opt_state, done = new_params, new_opt_state, i + 1
+            faults.point(f"after-step-{done}")
             record.step(done, loss, accuracy, time.perf_counter() - t0, params)
             bar.update(1)
             bar.set_postfix(record.postfix())
             if settings.checkpoint_every and done % settings.checkpoint_every == 0:
-                last_checkpoint = record.save(done, params, opt_state)
+                saved = record.save(done, params, opt_state) or saved
             stop = callback is not None and callback(done, params)
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # no handler installed (a notebook, a script): Python's own
+        ctrl_c = True
     finally:
         bar.close()
-    interrupted = done < settings.steps  # Ctrl-C, or the callback asked to stop
-    last_checkpoint = record.save(done, params, opt_state, final=True) or last_checkpoint
-    if interrupted and progress:
-        where = f"; checkpoint saved to {last_checkpoint}" if last_checkpoint else ""
-        tqdm.write(f"interrupted after step {done}{where}")
-    return TrainResult(params, opt_state, record.history, time.perf_counter() - t_start, done,
-                       interrupted, last_checkpoint)  # fmt: skip
+    # save the steps no checkpoint has yet; after a lost host only process 0 can (and it
+    # does: its parameters are those of the last step every host finished)
+    if done > (saved.step if saved else 0) and (lost is None or jax.process_index() == 0):
+        saved = record.save(done, params, opt_state) or saved
+    if lost is not None:
+        raise PeerLost(_peer_lost_message(done, saved, lost))
+    if done > start:
+        record.plot()
+    result = TrainResult(params, opt_state, record.history, time.perf_counter() - t_start,
+                         done, done < settings.steps, saved.path if saved else None)  # fmt: skip
+    if ctrl_c and progress and jax.process_index() == 0:  # the `minitf` command says it itself
+        tqdm.write(interrupted_message(result))
+    return result
+
+
+def interrupted_message(result: TrainResult) -> str:
+    """One sentence: where an interrupted run stopped and how to continue it."""
+    if result.checkpoint is None:
+        return f"interrupted after step {result.step}; nothing was saved"
+    return (f"interrupted after step {result.step}; the checkpoint is in {result.checkpoint} "
+            "(continue with --resume, or resume=True in Python)")  # fmt: skip
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    """True when every number in the tree is finite (no NaN, no inf)."""
+    return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]))
 
 
 STEP_KEYS = ("step", "loss", "accuracy", "step_time")  # one value per step
@@ -440,33 +610,39 @@ class _Record:
             shown[short] = f"{self.history[metric][-1]:.3f}"
         return shown
 
-    def save(self, done: int, params, opt_state, *, final: bool = False) -> Path | None:
-        """Write the checkpoint and metrics.json (and at the end the loss curve)."""
+    def save(self, done: int, params, opt_state) -> _Saved | None:
+        """Write metrics.json, then the checkpoint.
+
+        In that order, a kill between the two leaves a history that covers the
+        checkpoint, and resuming cuts it back to the checkpoint's step.
+        """
         if self.out is None:
             return None
-        path = self.out / CHECKPOINT_DIR
+        saved = _Saved(self.out / CHECKPOINT_DIR, done)
         if jax.process_index() != 0:  # on several hosts only the first one writes files
-            return path
-        meta = {"train": self.settings.to_dict()}
-        data = self.task.checkpoint_data() if hasattr(self.task, "checkpoint_data") else None
-        save_checkpoint(path, _local(params), self.config, self.task.tokenizer, done,
-                        _local(opt_state), task=self.task_spec, meta=meta,
-                        data=data)  # fmt: skip
+            return saved
         metrics = {"task": self.task_spec, "config": self.config.to_dict(),
                    "settings": self.settings.to_dict(), "history": self.history}  # fmt: skip
-        write_json(self.out / "metrics.json", metrics)
-        if final and self.history["step"]:
-            from minitf.plots import plot_loss  # matplotlib only when figures are written
+        write_json(self.out / METRICS, metrics)
+        meta = {"train": self.settings.to_dict()}
+        data = self.task.checkpoint_data() if hasattr(self.task, "checkpoint_data") else None
+        save_checkpoint(saved.path, _local(params), self.config, self.task.tokenizer, done,
+                        _local(opt_state), task=self.task_spec, meta=meta, data=data)  # fmt: skip
+        return saved
 
-            # the task's scalar settings (a text task's corpus record is left out)
-            spec = ", ".join(f"{k}={v}" for k, v in self.task_spec.items()
-                             if k != "name" and not isinstance(v, dict))  # fmt: skip
-            lower_is_better = task_metric(self.task).endswith("loss")
-            what = ("training and validation loss" if lower_is_better
-                    else "the loss drops in steps as each rule is learned")  # fmt: skip
-            plot_loss(self.history, self.out / "loss.png",
-                      title=f"{self.task.name}({spec})\n{what}")  # fmt: skip
-        return path
+    def plot(self) -> None:
+        """The loss curve, out/loss.png (at the end of a run)."""
+        if self.out is None or jax.process_index() != 0 or not self.history["step"]:
+            return
+        from minitf.plots import plot_loss  # matplotlib only when figures are written
+
+        # the task's scalar settings (a text task's corpus record is left out)
+        spec = ", ".join(f"{k}={v}" for k, v in self.task_spec.items()
+                         if k != "name" and not isinstance(v, dict))  # fmt: skip
+        lower_is_better = task_metric(self.task).endswith("loss")
+        what = ("training and validation loss" if lower_is_better
+                else "the loss drops in steps as each rule is learned")  # fmt: skip
+        plot_loss(self.history, self.out / "loss.png", title=f"{self.task.name}({spec})\n{what}")
 
 
 def _without_intervals(settings: TrainConfig) -> TrainConfig:
@@ -496,14 +672,32 @@ def _local(tree):
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
 
 
-def _diverged(loss: float, step: int, checkpoint: Path | None, good_step: int,
+def _diverged(loss: float, params_finite: bool, step: int, saved: _Saved | None,
               settings: TrainConfig) -> TrainingDiverged:  # fmt: skip
-    where = (f"the last good checkpoint is {checkpoint} (step {good_step})" if checkpoint
+    what = f"the loss is {loss}" if not math.isfinite(loss) else \
+        f"the parameters became NaN or infinite (the loss was {loss:.4g})"  # fmt: skip
+    where = (f"the last good checkpoint is {saved.path} (step {saved.step})" if saved
              else "no checkpoint was saved before it")  # fmt: skip
     return TrainingDiverged(
-        f"training diverged: the loss is {loss} at step {step}; {where}. Lower the "
-        f"learning rate (lr={settings.lr}) or the gradient clip (clip={settings.clip})"
+        f"training diverged: {what} at step {step}; {where}. Lower the learning rate "
+        f"(lr={settings.lr}) or the gradient clip (clip={settings.clip})"
     )
+
+
+def _peer_lost_message(done: int, saved: _Saved | None, err: Exception) -> str:
+    if saved is None:
+        where = "no checkpoint was saved"
+    elif jax.process_index() == 0:
+        where = (f"the last checkpoint is {saved.path} (step {saved.step}): start every "
+                 "process again with --resume")  # fmt: skip
+    else:  # process 0 writes the checkpoints, and it may be the process that stopped
+        where = (f"the last checkpoint is the one process 0 saved in {saved.path} (step "
+                 f"{saved.step}, or an earlier one if process 0 stopped first): start every "
+                 "process again with --resume")  # fmt: skip
+    first_line = str(err).strip().splitlines()[0][:200]
+    return (f"process {jax.process_index()} of {jax.process_count()} lost contact with the "
+            f"others after step {done} (another process stopped or crashed; see its "
+            f"output); {where}. The error was: {first_line}")  # fmt: skip
 
 
 # --- resuming ----------------------------------------------------------------------------
@@ -516,17 +710,17 @@ def _resume(out: Path, config: Config, task: Trainable, task_spec: dict, setting
     if ckpt.opt_state is None:
         raise ValueError(f"{out / CHECKPOINT_DIR} has no optimizer state, so it can't resume")
     saved = ckpt.meta.get("train", {})
-    differ = [name for name, value in settings.optimizer_fields().items()
+    # name each setting that differs, e.g. "lr=0.001 (now 0.002)"
+    differ = [f"{name}={saved.get(name)!r} (now {value!r})"
+              for name, value in settings.optimizer_fields().items()
               if saved.get(name) != value]  # fmt: skip
-    if ckpt.config != config or ckpt.task != task_spec or differ:
-        what = ", ".join(f"{name}={saved.get(name)!r} (now {getattr(settings, name)!r})"
-                         for name in differ)  # fmt: skip
-        if ckpt.config != config:
-            what = f"model config {ckpt.config.to_dict()} (now {config.to_dict()})"
-        elif ckpt.task != task_spec:
-            what = f"task {ckpt.task} (now {task_spec})"
+    for was, now, prefix in ((ckpt.config.to_dict(), config.to_dict(), ""),
+                             (ckpt.task or {}, task_spec, "task ")):  # fmt: skip
+        differ += [f"{prefix}{name}={was.get(name)!r} (now {now.get(name)!r})"
+                   for name in sorted(set(was) | set(now)) if was.get(name) != now.get(name)]
+    if differ:
         raise ValueError(
-            f"can't resume {out}: it was trained with other training settings: {what}; "
+            f"can't resume {out}: it was trained with other settings: {', '.join(differ)}; "
             "resume with the same settings or train into a new --out folder"
         )
     optimizer = make_optimizer(settings)
@@ -537,15 +731,28 @@ def _resume(out: Path, config: Config, task: Trainable, task_spec: dict, setting
 
 
 def _read_history(out: Path, upto: int, all_keys: tuple[str, ...]) -> dict[str, list]:
-    """The history written with the checkpoint, cut to the steps the checkpoint has."""
+    """The history written with the checkpoint, cut to the steps the checkpoint has.
+
+    No metrics.json: an empty history. A damaged one is refused rather than replaced,
+    which would throw the record of the first `upto` steps away.
+    """
+    path = out / METRICS
+    if not path.exists():
+        return {k: [] for k in all_keys}
     try:
-        with open(out / "metrics.json", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             saved = json.load(f)["history"]
-    except (OSError, ValueError, KeyError):
-        return {k: [] for k in all_keys}  # the history is a record, not needed to resume
+        if not all(isinstance(saved[k], list) for k in all_keys):
+            raise ValueError("a history entry is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"can't resume {out}: {path} is damaged ({err!r}), and resuming would replace the "
+            f"record of its first {upto} steps; restore it, or move it aside to resume "
+            "without the history"
+        ) from None
     history = {}
     n_step = len(STEP_KEYS)
     for steps_key, keys in (("step", all_keys[:n_step]), ("eval_step", all_keys[n_step:])):
-        keep = sum(1 for s in saved.get(steps_key, []) if s <= upto)
-        history.update({k: list(saved.get(k, []))[:keep] for k in keys})
+        keep = sum(1 for s in saved[steps_key] if s <= upto)
+        history.update({k: list(saved[k])[:keep] for k in keys})
     return history

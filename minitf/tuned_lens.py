@@ -13,6 +13,10 @@ distribution (minimising KL(final || layer)), with the model itself frozen. W an
 start at zero, so an untrained tuned lens is exactly the logit lens. The last row is the
 model's own output and is never translated.
 
+`save_tuned_lens` / `load_tuned_lens` keep one beside a checkpoint (`tuned_lens.npz`
+inside the checkpoint folder: it belongs to exactly those weights, and goes when a new
+checkpoint replaces them).
+
 Left out: the paper's SGD with Nesterov momentum and its learning-rate schedule (Adam
 does the job on toy models), and training on anything but the sequences you pass in.
 
@@ -69,6 +73,35 @@ def tuned_lens(
     """The tuned lens for one sequence: [T] int tokens -> LensResult [L+1, T, V]."""
     return logit_lens(params, config, tokens, tokenizer=tokenizer, translate=tuned.translate,
                       name="tuned lens")  # fmt: skip
+
+
+TUNED_LENS_FILE = "tuned_lens.npz"  # in a checkpoint folder: the tuned lens of those weights
+
+
+def save_tuned_lens(tuned: TunedLens, path: str | Path) -> Path:
+    """Write the translators to one .npz (weights (L, D, D), biases (L, D)); atomic."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:  # a file object, so numpy doesn't append ".npz" to the name
+        np.savez(f, weights=np.asarray(tuned.weights), biases=np.asarray(tuned.biases))
+    tmp.replace(path)
+    return path
+
+
+def load_tuned_lens(path: str | Path, config: Config) -> TunedLens:
+    """Read a file written by `save_tuned_lens`, checking it fits a model of `config`."""
+    L, D = config.n_layer, config.d_model
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            weights, biases = data["weights"], data["biases"]
+    except (OSError, KeyError, ValueError) as err:
+        raise ValueError(f"{path} is not a tuned lens minitf saved ({err}); delete it") from None
+    if weights.shape != (L, D, D) or biases.shape != (L, D):
+        raise ValueError(
+            f"{path} holds a tuned lens for another model (weights {weights.shape}, expected "
+            f"{(L, D, D)}); delete it and fit one again"
+        )
+    return TunedLens(weights=jnp.asarray(weights), biases=jnp.asarray(biases))
 
 
 def kl_per_layer(log_probs: jax.Array) -> jax.Array:

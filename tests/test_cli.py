@@ -93,5 +93,8 @@ def test_demo_writes_everything_it_promises(tmp_path, capsys):
     assert metrics["n"] == 40 and 0.0 <= metrics["exact_match"] <= 1.0
     assert metrics["train_seconds"] > 0
     for name in ("checkpoint/params.npz", "loss.png", "lens_heatmap.png", "attention.png",
-                 "embeddings.png"):
+                 "embeddings.png", "explore.html", "checkpoint/tuned_lens.npz"):
         assert (out / name).is_file(), f"the demo did not write {name}"
+    last = printed.strip().splitlines()[-3:]
+    assert last[0].startswith(f"wrote {out / 'explore.html'}: open it in your browser")
+    assert last[-1].startswith("done in")

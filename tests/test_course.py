@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import pytest
 
 from minitf import cli, course
 from minitf.course import check as course_check
-from minitf.course import notebooks
+from minitf.course import files, notebooks
 from minitf.course import teacher as course_teacher
 
 SOURCE = textwrap.dedent('''\
@@ -165,23 +168,118 @@ def test_teacher_export_and_grade(tmp_path: Path) -> None:
     release = export / "release" / stem / f"{stem}.ipynb"
     assert "NotImplementedError" in release.read_text(encoding="utf-8")
     assert "BEGIN SOLUTION" not in release.read_text(encoding="utf-8")
-    assert (export / "hidden_tests" / "01_checks.py").is_file()
+    assert "grade_here" not in release.read_text(encoding="utf-8")
+    source = (export / "source" / stem / f"{stem}.ipynb").read_text(encoding="utf-8")
+    assert "### BEGIN SOLUTION" in source and "### BEGIN HIDDEN TESTS" in source
+    # hidden cases, not the public checks, and only in the teacher's folder
+    assert (export / "hidden_tests" / "01_cases.npz").is_file()
+    assert (export / "hidden_tests" / "secret.key").is_file()
+    assert not (export / "hidden_tests" / "01_checks.py").exists()
+    assert not list((export / "release").rglob("*.npz"))
+    for private in ("hidden_tests", "source"):  # they hold the expected outputs
+        assert (export / private).stat().st_mode & 0o077 == 0
     # two students: one hands in the solution, one the untouched release
     good = export / "submitted" / "alice" / stem
     good.mkdir(parents=True)
-    shutil.copy(export / "source" / stem / f"{stem}.ipynb", good)
+    solved = json.loads(source)
+    for cell in solved["cells"]:
+        cell["source"] = notebooks.to_solution("".join(cell["source"]))
+    (good / f"{stem}.ipynb").write_text(json.dumps(solved), encoding="utf-8")
     lazy = export / "submitted" / "bob" / stem
     lazy.mkdir(parents=True)
     shutil.copy(release, lazy)
-    grades = tmp_path / "grades.csv"
-    assert cli.main(["teacher", "grade", str(export / "submitted"), "--csv", str(grades)]) == 0
-    with grades.open(encoding="utf-8") as f:
+    assert cli.main(["teacher", "grade", str(export / "submitted")]) == 0
+    with (export / "graded" / "results.csv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     n = len(course_check.load_checks(1))
     assert len(rows) == 2 * n
     assert {r["status"] for r in rows if r["student"] == "alice"} == {"passing"}
     assert {r["status"] for r in rows if r["student"] == "bob"} == {"not started"}
-    assert sum(int(r["score"]) for r in rows) == n
+    assert sum(float(r["score"]) for r in rows) == sum(float(r["max_score"]) for r in rows) / 2
+    feedback = (export / "graded" / "feedback" / "bob.md").read_text(encoding="utf-8")
+    assert feedback.startswith("# Feedback for bob") and "not started" in feedback
+
+
+def test_lesson_never_overwrites_the_learners_work(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    name = course.lesson_path(1).name
+    assert cli.main(["lesson", "1", "--out", str(tmp_path)]) == 0
+    mine = tmp_path / name
+    mine.write_text(mine.read_text(encoding="utf-8") + "\n# my work\n", encoding="utf-8")
+    mine_before = mine.read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert cli.main(["lesson", "1", "--out", str(tmp_path)]) == 0  # again: beside it
+    out = capsys.readouterr().out
+    assert "left as it is" in out and mine.read_text(encoding="utf-8") == mine_before
+    fresh = tmp_path / name.replace(".py", ".student.py")
+    assert fresh.is_file() and str(fresh) in out
+    assert cli.main(["lesson", "1", "--solution", "--out", str(tmp_path)]) == 0
+    solution = tmp_path / name.replace(".py", ".solution.py")
+    assert "BEGIN SOLUTION" not in solution.read_text(encoding="utf-8")
+    assert mine.read_text(encoding="utf-8") == mine_before
+    assert cli.main(["lesson", "1", "--solution", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [name, fresh.name, solution.name])  # the same content again makes no new file
+
+
+def test_a_killed_write_leaves_the_file_whole(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed after writing and before renaming, the file is still the old one, whole."""
+    target = tmp_path / "grades.csv"
+    target.write_text("my work\n", encoding="utf-8")
+    script = textwrap.dedent(f"""
+        import os, time
+        from minitf.course import files
+        def slow(src, dst):
+            print("written", flush=True)
+            time.sleep(60)
+        os.replace = slow
+        files.write_atomic({str(target)!r}, "x" * 10_000_000)
+        """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "written"
+    proc.kill()
+    proc.wait()
+    assert target.read_text(encoding="utf-8") == "my work\n"
+    # an error while writing (a full disk): the old file stays, the temp file goes
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(files.os, "fsync", full)
+    with pytest.raises(OSError):
+        files.write_atomic(target, "new")
+    assert target.read_text(encoding="utf-8") == "my work\n"
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".grades.csv.")] == [
+        "grades.csv"]
+    assert len(list(tmp_path.iterdir())) == 2  # the killed run's temp file, nothing else
+
+
+@pytest.mark.parametrize("command", [["lesson", "1", "--out"], ["teacher", "export", "1", "--to"]])
+def test_an_output_path_that_is_a_file(tmp_path: Path, command: list[str],
+                                       capsys: pytest.CaptureFixture) -> None:
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine", encoding="utf-8")
+    assert cli.main([*command, str(afile)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(afile) in err and "is a file" in err
+    assert afile.read_text(encoding="utf-8") == "mine"
+
+
+def test_a_read_only_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if os.geteuid() != 0:  # root writes anywhere: there, make the OS say no
+        locked.chmod(0o555)
+    else:
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+        monkeypatch.setattr(files.tempfile, "NamedTemporaryFile", refuse)
+    try:
+        assert cli.main(["lesson", "1", "--out", str(locked)]) == 2
+    finally:
+        locked.chmod(0o755)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(locked) in err and "not writable" in err
 
 
 def test_quick_mode(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,3 +290,28 @@ def test_quick_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not course.quick_mode()
     monkeypatch.setattr("sys.argv", ["lesson.py", "--quick"])
     assert course.quick_mode()
+
+
+def _gpt2_files(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for name in ("vocab.json", "merges.txt"):
+        (folder / name).write_text("{}" if name.endswith("json") else "#version: 0.2\n",
+                                   encoding="utf-8")
+    return folder
+
+
+def test_gpt2_dir_looks_at_the_variable_the_shared_folder_then_transformers_cache(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(course, "REPO_ROOT", tmp_path / "checkout")  # no shared/ beside it
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("MINITF_GPT2_DIR", raising=False)
+    assert course.gpt2_dir() is None
+    cached = _gpt2_files(tmp_path / "hf/hub/models--openai-community--gpt2/snapshots/abc123")
+    assert course.gpt2_dir() == cached
+    shared = _gpt2_files(tmp_path / "shared/data/gpt2")
+    assert course.gpt2_dir() == shared
+    mine = _gpt2_files(tmp_path / "mine")
+    monkeypatch.setenv("MINITF_GPT2_DIR", str(mine))
+    assert course.gpt2_dir() == mine
+    (mine / "merges.txt").unlink()  # half a tokenizer is not one
+    assert course.gpt2_dir() == shared

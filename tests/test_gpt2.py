@@ -1,5 +1,7 @@
 """GPT-2-format weights: a small random `transformers` GPT-2, saved to disk, loaded into
-minitf, must give the same logits and the same logit-lens rows as `transformers` itself."""
+minitf, must give the same logits and the same logit-lens rows as `transformers` itself;
+and a minitf model exported to a folder must open in `transformers` with the same logits
+and load back into minitf bit for bit."""
 
 from __future__ import annotations
 
@@ -132,3 +134,114 @@ def test_loaded_params_are_float32_jax_arrays(tmp_path: Path) -> None:
     _, params, _ = gpt2.load(tmp_path)
     leaves = jax.tree.leaves(params)
     assert all(isinstance(x, jax.Array) and x.dtype == np.float32 for x in leaves)
+
+
+# --- export: a minitf model -> a folder transformers reads ----------------------------------
+
+
+def minitf_model(*, tied: bool, vocab_size: int = 14, seed: int = 0):
+    """A random minitf model with every weight moved off its init (norms, biases too)."""
+    from minitf.model import Config, init_params
+
+    config = Config(vocab_size=vocab_size, n_layer=2, n_head=4, d_model=32, d_mlp=64,
+                    max_len=16, tie_embeddings=tied)  # fmt: skip
+    params = init_params(config, jax.random.key(seed))
+    keys = iter(jax.random.split(jax.random.key(seed + 1), 64))
+    params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(next(keys), x.shape), params)
+    return config, params
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_export_opens_in_transformers_with_the_same_logits(tmp_path: Path, tied: bool) -> None:
+    config, params = minitf_model(tied=tied)
+    gpt2.export(tmp_path / "export", params, config)
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "export").eval()
+    tokens = np.random.default_rng(0).integers(0, config.vocab_size, (3, config.max_len))
+    with torch.no_grad():
+        theirs = hf(torch.tensor(tokens)).logits.numpy()  # (3, T, V)
+    ours = np.asarray(forward(params, tokens, config))  # (3, T, V)
+    np.testing.assert_allclose(theirs, ours, atol=1e-5, rtol=0)
+    assert hf.config.tie_word_embeddings == tied
+    # in float64 the two compute the very same function: what is left is float32 rounding
+    with torch.no_grad():
+        theirs64 = hf.double()(torch.tensor(tokens)).logits.numpy()  # (3, T, V)
+    with jax.enable_x64(True):
+        params64 = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+        ours64 = np.asarray(forward(params64, tokens, config))  # (3, T, V) float64
+    assert ours64.dtype == np.float64
+    np.testing.assert_allclose(theirs64, ours64, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_export_loads_back_bit_identically(tmp_path: Path, tied: bool) -> None:
+    from minitf.chars import CharTokenizer
+
+    config, params = minitf_model(tied=tied)
+    tok = CharTokenizer("0123456789+= \n")
+    gpt2.export(tmp_path / "export", params, config, tok, task={"name": "copy", "length": 3})
+    back_config, back, back_tok = gpt2.load(tmp_path / "export")
+    assert back_config == config and back_tok == tok
+    flat, back_flat = jax.tree_util.tree_leaves_with_path(params), dict(
+        jax.tree_util.tree_leaves_with_path(back))
+    assert len(flat) == len(back_flat)
+    for path, value in flat:
+        assert np.array_equal(np.asarray(value), np.asarray(back_flat[path])), path
+    assert gpt2.load_as_checkpoint(tmp_path / "export").task == {"name": "copy", "length": 3}
+
+
+def test_export_of_a_bpe_model_keeps_its_tokenizer(tmp_path: Path) -> None:
+    from minitf.bpe import Tokenizer
+
+    tok = Tokenizer.train("the sea horse swims in the sea, 1234 times " * 20, 280,
+                          pattern="gpt4", special_tokens=["<|endoftext|>"])  # fmt: skip
+    config, params = minitf_model(tied=True, vocab_size=tok.vocab_size)
+    folder = gpt2.export(tmp_path / "export", params, config, tok)
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors",
+                                                  "vocab.json", "merges.txt"}  # fmt: skip
+    raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    assert raw["eos_token_id"] == tok.special_tokens["<|endoftext|>"]
+    _, _, back = gpt2.load(folder)
+    text = "the sea horse swims 12345 times<|endoftext|>"
+    assert back.encode(text, allowed_special="all") == tok.encode(text, allowed_special="all")
+    assert "gpt4" in gpt2.tokenizer_note(tok)  # transformers would split text GPT-2's way
+    assert gpt2.tokenizer_note(Tokenizer.train("ab " * 50, 258, pattern="gpt2")) is None
+
+
+def test_export_never_overwrites(tmp_path: Path) -> None:
+    config, params = minitf_model(tied=True)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(ValueError, match="not an empty folder"):
+        gpt2.export(tmp_path / "taken", params, config)
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["mine.txt"]
+    (tmp_path / "empty").mkdir()
+    gpt2.export(tmp_path / "empty", params, config)  # an empty folder is fine
+    assert (tmp_path / "empty" / "model.safetensors").is_file()
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temp folder left
+
+
+def test_cli_export_then_lens_and_explore_read_the_folder(tmp_path: Path, capsys) -> None:
+    from minitf.checkpoint import save_checkpoint
+    from minitf.cli import main
+    from minitf.model import init_params
+    from minitf.tasks import addition, config_for
+
+    task = addition(2)
+    config = config_for(task, n_layer=1, n_head=2, d_model=16, d_mlp=32)
+    params = init_params(config, jax.random.key(0))
+    save_checkpoint(tmp_path / "run" / "checkpoint", params, config, task.tokenizer,
+                    task={"name": "addition", **task.spec})  # fmt: skip
+    assert main(["export", str(tmp_path / "run"), "--to", str(tmp_path / "hf")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"wrote {tmp_path / 'hf'}/: config.json, model.safetensors"
+    assert "GPT2LMHeadModel.from_pretrained(" in out[1]
+    assert out[2].startswith("note: the export leaves out the character tokenizer")
+    assert "'0123' -> [0, 1, 2, 3]" in out[2] and len(out) == 3
+    # the folder is a GPT-2 folder that minitf's commands read like a checkpoint
+    assert main(["lens", str(tmp_path / "hf"), "12+34="]) == 0
+    assert "logit lens: the token after position 5" in capsys.readouterr().out
+    assert main(["explore", str(tmp_path / "hf"), "--out", str(tmp_path / "x.html")]) == 0
+    assert (tmp_path / "x.html").stat().st_size > 0
+    # exporting again into the same folder is refused, in one line
+    assert main(["export", str(tmp_path / "run"), "--to", str(tmp_path / "hf")]) == 2
+    assert "not an empty folder" in capsys.readouterr().err

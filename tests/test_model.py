@@ -139,9 +139,9 @@ def as_float64(tree):
 
 def test_attention_matches_naive_loop(params, tokens, run):
     _, acts = run(params, tokens, TINY, cache=True)
-    for layer, block in enumerate(as_float64(params["blocks"])):
+    for layer, block_params in enumerate(as_float64(params["blocks"])):
         x = as_float64(acts[f"blocks.{layer}.resid_pre"][0])  # (T, D), first sequence
-        pattern, out = naive_attention(x, block["attn"], block["ln1"], TINY.n_head)
+        pattern, out = naive_attention(x, block_params["attn"], block_params["ln1"], TINY.n_head)
         np.testing.assert_allclose(acts[f"blocks.{layer}.attn_pattern"][0], pattern, atol=1e-5)
         np.testing.assert_allclose(acts[f"blocks.{layer}.attn_out"][0], out, atol=1e-5)
 
@@ -270,8 +270,8 @@ def test_each_matrix_is_the_normal_draw_of_its_own_key(vocab_size, mode):
     keys = jax.random.split(jax.random.key(3), 3 + 4 * config.n_layer)
     std, resid_std = 0.02, 0.02 / math.sqrt(2 * config.n_layer)
     matrices = [(params["embed"], std), (params["pos_embed"], std)]
-    for block in params["blocks"]:
-        attn, mlp = block["attn"], block["mlp"]
+    for block_params in params["blocks"]:
+        attn, mlp = block_params["attn"], block_params["mlp"]
         matrices += [(attn["w_qkv"], std), (attn["w_out"], resid_std)]
         matrices += [(mlp["w_in"], std), (mlp["w_out"], resid_std)]
     matrices.append((params["unembed"], std))

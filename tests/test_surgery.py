@@ -16,6 +16,7 @@ from minitf.bpe import Tokenizer
 from minitf.chars import CharTokenizer
 from minitf.model import Config, forward, init_params
 from minitf.surgery import add_tokens, finetune, token_id, widen
+from minitf.tasks import addition, config_for
 from minitf.vectors import nearest_tokens
 from minitf.words import WordTokenizer
 
@@ -243,6 +244,51 @@ def test_widen_preserves_the_output_up_to_the_norms_epsilon(tied, new_d, n_head,
     assert float(jnp.abs(exact).max()) < 1e-5
 
 
+@pytest.mark.parametrize(("tied", "new_d", "n_head"), WIDEN_CASES)
+def test_widen_with_noise_keeps_the_output_of_plain_widen(tied, new_d, n_head):
+    config = tiny(tied)
+    params = perturbed_params(config)
+    tokens = jax.random.randint(jax.random.key(2), (4, 12), 0, config.vocab_size)  # (4, 12)
+    plain, wide_config = widen(params, config, new_d, n_head=n_head)
+    noisy, _ = widen(params, config, new_d, n_head=n_head, noise_std=0.05, key=jax.random.key(1))
+    np.testing.assert_allclose(forward(noisy, tokens, wide_config),
+                               forward(plain, tokens, wide_config), atol=1e-5)
+    D = config.d_model
+    w_qkv = noisy["blocks"][0]["attn"]["w_qkv"]  # (D', 3D')
+    assert 0.03 < float(w_qkv[D:].std()) < 0.07  # the rows reading the new dimensions
+    assert float(jnp.abs(noisy["blocks"][0]["mlp"]["w_in"][D:]).min()) > 0
+    # what writes into the new dimensions is untouched: they start as plain widen's
+    np.testing.assert_array_equal(noisy["pos_embed"], plain["pos_embed"])
+    np.testing.assert_array_equal(noisy["blocks"][1]["attn"]["w_out"],
+                                  plain["blocks"][1]["attn"]["w_out"])
+
+
+def _new_dims_after_finetuning(noise_std: float) -> tuple[np.ndarray, np.ndarray]:
+    """Widen a tiny trained-from-scratch model 16 -> 32, fine-tune everything 40 steps;
+    -> (the new columns of embed (V, 16), the rows of w_out for the new head slots)."""
+    task = addition(2)
+    config = config_for(task, n_layer=1, n_head=2, d_model=16, d_mlp=32)
+    params = perturbed_params(config, seed=3)
+    wide, wide_config = widen(params, config, 32, noise_std=noise_std, key=jax.random.key(0))
+    rng = np.random.default_rng(0)
+    batches = (task.batch(rng, 32) for _ in range(40))
+    tuned = finetune(wide, wide_config, batches, steps=40, lr=1e-2).params
+    w_out = np.asarray(tuned["blocks"][0]["attn"]["w_out"])  # (D', D'), rows: head slots
+    new_slots = np.asarray(surgery_module._new_slots(2, 8, 2, 16))  # (D',)
+    return np.asarray(tuned["embed"])[:, 16:], w_out[new_slots]
+
+
+def test_without_noise_the_new_dimensions_move_in_lockstep_and_with_noise_they_dont():
+    embed_new, w_out_new = _new_dims_after_finetuning(0.0)
+    # the symmetry is never broken: 16 identical columns, head slots that never move
+    np.testing.assert_array_equal(embed_new, np.broadcast_to(embed_new[:, :1], embed_new.shape))
+    assert not np.any(w_out_new)
+    embed_new, w_out_new = _new_dims_after_finetuning(0.02)
+    singular = np.linalg.svd(embed_new, compute_uv=False)  # (16,) or (V,)
+    assert (singular > 1e-3 * singular[0]).sum() >= 8  # many independent new directions
+    assert float(np.abs(w_out_new).max()) > 1e-3  # the new head slots write something
+
+
 def test_widen_errors() -> None:
     config = tiny()
     params = init_params(config, jax.random.key(0))
@@ -250,6 +296,8 @@ def test_widen_errors() -> None:
         widen(params, config, 8)
     with pytest.raises(ValueError, match="head width"):
         widen(params, config, 40, n_head=3)
+    with pytest.raises(ValueError, match="needs a key"):
+        widen(params, config, 32, noise_std=0.01)
 
 
 # --- nearest tokens under the unembedding (minitf.vectors) ----------------------------------------

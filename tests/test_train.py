@@ -106,12 +106,17 @@ def test_negative_intervals_are_refused(every):
 
 def test_resume_refuses_different_settings(tmp_path):
     train(TINY, TASK, steps=2, batch_size=8, lr=1e-3, seed=0, progress=False, out=tmp_path)
-    with pytest.raises(ValueError, match="training settings"):
+    with pytest.raises(ValueError, match=r"other settings: lr=0.001 \(now 0.002\);"):
         train(TINY, TASK, steps=2, batch_size=8, lr=2e-3, seed=0, progress=False,
               out=tmp_path, resume=True)  # fmt: skip
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    wider = config_for(TASK, n_layer=1, n_head=2, d_model=64, d_mlp=64)
+    with pytest.raises(ValueError, match=r"other settings: d_model=32 \(now 64\);"):
+        train(wider, TASK, steps=2, batch_size=8, lr=1e-3, seed=0, progress=False,
+              out=tmp_path, resume=True)  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume in"):
         train(TINY, TASK, steps=2, batch_size=8, lr=1e-3, progress=False,
               out=tmp_path / "empty", resume=True)  # fmt: skip
+    assert not (tmp_path / "empty").exists()  # a mistyped --out leaves no folder behind
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -177,12 +182,105 @@ def test_missing_checkpoint_is_file_not_found(tmp_path):
         load_checkpoint(tmp_path / "nothing")
 
 
+def nothing_to_score_at(task, step: int):
+    """A copy of `task` whose batch for step `step` (1-based) scores no token at all: its
+    mean loss is 0 / 0 = NaN, and so are the gradients and the parameters after it."""
+    calls = {"n": 0}
+
+    def batch(rng, batch_size):
+        calls["n"] += 1
+        tokens, mask = task.batch(rng, batch_size)
+        return tokens, mask & (calls["n"] != step)
+
+    class Poisoned:
+        def __getattr__(self, name):
+            return batch if name == "batch" else getattr(task, name)
+
+    return Poisoned()
+
+
 def test_divergence_stops_with_the_step_and_last_checkpoint(tmp_path):
-    with pytest.raises(TrainingDiverged, match=r"at step \d+; the last good checkpoint is") as e:
-        train(TINY, TASK, steps=20, batch_size=8, lr=1e30, warmup=1, clip=1e30, seed=0,
-              progress=False, out=tmp_path, checkpoint_every=1)  # fmt: skip
+    """The message names the step that diverged and the checkpoint that is really on disk
+    (step 7 with checkpoint_every=7, not the last finite step 9)."""
+    with pytest.raises(TrainingDiverged, match=r"the loss is nan at step 10; the last good "
+                       r"checkpoint is .* \(step 7\)") as e:  # fmt: skip
+        train(TINY, nothing_to_score_at(TASK, 10), steps=20, batch_size=8, lr=3e-3, seed=0,
+              progress=False, out=tmp_path, checkpoint_every=7)  # fmt: skip
     assert str(tmp_path / "checkpoint") in str(e.value)
     assert isinstance(e.value, ValueError)
+    assert load_checkpoint(tmp_path / "checkpoint").step == 7  # nothing saved after it
+
+
+def test_divergence_after_resume_names_the_resumed_checkpoint(tmp_path):
+    settings = dict(steps=20, batch_size=8, lr=3e-3, seed=0, progress=False, out=tmp_path)
+    train(TINY, interrupt_at(TASK, 6), **settings)  # Ctrl-C after step 6 saves step 6
+    with pytest.raises(TrainingDiverged, match=r"at step 8; the last good checkpoint is "
+                       r".* \(step 6\)"):  # fmt: skip
+        train(TINY, nothing_to_score_at(TASK, 2), **settings, resume=True)  # its 2nd step: 8
+
+
+def test_non_finite_parameters_stop_the_run_and_are_never_saved(tmp_path, monkeypatch):
+    """The loss is computed before the update, so a finite loss can come with an update
+    that makes the parameters infinite (as lr=1e300 used to): the run stops at that step
+    and the checkpoint on disk stays finite."""
+    import jax.numpy as jnp
+    import optax
+
+    import minitf.train as train_module
+
+    real = train_module.make_optimizer
+    blow_up = optax.scale_by_schedule(lambda count: jnp.where(count == 3, jnp.inf, 1.0))
+    monkeypatch.setattr(train_module, "make_optimizer", lambda s: optax.chain(real(s), blow_up))
+    train_module._compiled.cache_clear()  # its cached steps use the real optimizer
+    try:
+        with pytest.raises(TrainingDiverged, match=r"the parameters became NaN or infinite "
+                           r"\(the loss was .*\) at step 4; .* \(step 3\)"):  # fmt: skip
+            train(TINY, TASK, steps=10, batch_size=8, lr=3e-3, seed=0, progress=False,
+                  out=tmp_path, checkpoint_every=3)  # fmt: skip
+    finally:
+        train_module._compiled.cache_clear()
+    saved = load_checkpoint(tmp_path / "checkpoint")
+    assert saved.step == 3
+    assert all(np.isfinite(x).all() for x in flat(saved.params))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"lr": float("inf")}, "lr must be a positive finite number"),
+        ({"lr": float("nan")}, "lr must be a positive finite number"),
+        ({"lr": 1e300}, "lr must be at most 1.0"),
+        ({"lr": 0.5, "weight_decay": 2.0}, "weight_decay must be below 1 / lr"),
+        ({"steps": 2**40}, "steps must be at most"),
+        ({"eval_n": 10**9}, "eval_n must be a number of problems from 1 to 1,000,000"),
+        ({"seed": 2**70}, "seed must be a whole number from 0 to 2..32 - 1"),
+        ({"steps": 5, "warmup": 5}, "warmup must be a number of steps from 0 to steps - 1"),
+    ],
+)
+def test_absurd_settings_are_refused_up_front(fields, message):
+    from minitf.train import TrainConfig
+
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**fields)
+
+
+def test_one_step_runs():
+    """steps=1 used to fail inside optax (a warmup as long as the whole run)."""
+    assert train(TINY, TASK, steps=1, batch_size=8, progress=False).step == 1
+
+
+def test_memory_estimate_refuses_a_model_that_cannot_fit():
+    from minitf.model import count_params
+    from minitf.train import count_params_of
+
+    for config in (TINY, config_for(TASK, n_layer=3, n_head=2, d_model=8, d_mlp=24,
+                                    tie_embeddings=True)):  # fmt: skip
+        assert count_params_of(config) == count_params(init(config, jax.random.key(0)))
+    huge = config_for(TASK, n_layer=2, n_head=4, d_model=100_000, d_mlp=400_000)
+    with pytest.raises(ValueError, match=r"needs about [\d,.]+ GB of memory .* make the model"):
+        train(huge, TASK, steps=1, batch_size=8, progress=False)
+    with pytest.raises(ValueError, match=r"activations of 100,000,000 sequences"):
+        train(TINY, TASK, steps=1, batch_size=100_000_000, progress=False)
 
 
 def test_small_model_learns_copy():

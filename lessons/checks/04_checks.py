@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from minitf.course.hidden import close, graded
+
 TOL = 1e-4
 
 
@@ -20,6 +22,15 @@ def _matrix(seed: int, shape: tuple[int, int]) -> jax.Array:
     return jnp.asarray(rng.normal(size=shape), jnp.float32)  # (N, D)
 
 
+def _embed_case(rng: np.random.Generator) -> tuple:
+    V, D = int(rng.integers(2, 30)), int(rng.integers(1, 17))
+    shape = tuple(int(n) for n in rng.integers(1, 6, size=rng.integers(1, 3)))
+    return (jnp.asarray(rng.integers(0, V, shape)),
+            jnp.asarray(rng.normal(size=(V, D)), jnp.float32))
+
+
+@graded(points=1, cases=lambda rng: [_embed_case(rng) for _ in range(4)], compare=close(1e-6),
+        hint="position t holds row tokens[t] of the matrix, for tokens of any shape")
 def check_embed(module) -> None:
     table = _matrix(0, (12, 8))  # (V, D)
     for seed, shape in enumerate([(5,), (3, 4)]):
@@ -38,6 +49,14 @@ def check_embed(module) -> None:
         "embedding every id 0..V-1 in order should give back the whole matrix")
 
 
+def _vectors_case(rng: np.random.Generator) -> tuple:
+    N, D = int(rng.integers(2, 12)), int(rng.integers(2, 40))
+    scales = rng.uniform(0.1, 10.0, size=(N, 1))  # (N, 1): rows of different lengths
+    return (jnp.asarray(rng.normal(size=(N, D)) * scales, jnp.float32),)
+
+
+@graded(points=1, cases=lambda rng: [_vectors_case(rng) for _ in range(4)], compare=close(1e-4),
+        hint="divide each row by its own length (axis=-1), then take every pair's dot product")
 def check_cosine_similarity_matrix(module) -> None:
     for seed, (N, D) in enumerate([(6, 16), (12, 64)]):
         vectors = _matrix(10 + seed, (N, D))  # (N, D)
@@ -67,6 +86,25 @@ def _reference_pca(x: np.ndarray, k: int) -> np.ndarray:
     return x @ vt[:k].T  # (N, k)
 
 
+def _pca_case(rng: np.random.Generator) -> tuple:
+    N, D = int(rng.integers(8, 30)), int(rng.integers(3, 20))
+    k = int(rng.integers(1, min(N, D, 4) + 1))
+    x = rng.normal(size=(N, D)) * np.linspace(4.0, 0.2, D)[None] + rng.normal(0, 5, size=D)
+    return (jnp.asarray(x, jnp.float32), k)  # unequal spreads: the directions are unique
+
+
+def _same_up_to_sign(got: object, want: np.ndarray) -> str | None:
+    """Like close(), but each column may be flipped (a direction's sign is arbitrary)."""
+    if not isinstance(got, np.ndarray) or got.shape != want.shape:
+        return close()(got, want)
+    signs = np.where(np.sum(got * want, axis=0) >= 0, 1.0, -1.0)  # (k,)
+    return close(atol=1e-3 * float(np.abs(want).max()), rtol=1e-3)(got * signs, want)
+
+
+@graded(points=2, cases=lambda rng: [_pca_case(rng) for _ in range(4)], compare=_same_up_to_sign,
+        hint="subtract the mean row, then project the centred rows onto the top "
+        "right-singular vectors (rows of V^T), largest singular value first",
+        borrowed=("minitf.plots.pca_2d",))
 def check_pca_project(module) -> None:
     # rows with clearly different spreads along a few directions, so the order is unique
     for seed, (N, D, k) in enumerate([(10, 64, 2), (30, 5, 3)]):

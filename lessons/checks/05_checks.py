@@ -11,8 +11,10 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from minitf import model
+from minitf.course.hidden import close, graded
 
 TOL = 1e-5
 
@@ -24,6 +26,18 @@ def _weights(seed: int, D: int, K: int) -> tuple[jax.Array, ...]:
     return (x, *ws)
 
 
+def _attention_case(rng: np.random.Generator, D: int, K: int) -> tuple:
+    T = int(rng.integers(1, 10))
+    x = rng.normal(size=(T, D))  # (T, D)
+    ws = [rng.normal(size=(D, K)) / np.sqrt(D) for _ in range(3)]  # 3 x (D, K)
+    mask = np.tril(np.ones((T, T), bool)) if rng.random() < 0.5 else (
+        rng.random((T, T)) < 0.6) | np.eye(T, dtype=bool)  # causal, or any with the diagonal
+    return tuple(jnp.asarray(a, jnp.float32) for a in (x, *ws)) + (jnp.asarray(mask),)
+
+
+@graded(points=1, cases=lambda rng: [(int(T),) for T in rng.integers(1, 16, size=4)],
+        hint="a (T, T) bool array, True on and below the diagonal (key s <= query t)",
+        borrowed=("minitf.model.causal_mask",))
 def check_causal_mask(module) -> None:
     for T in (1, 2, 5, 9):
         mask = jnp.asarray(module.causal_mask(T))
@@ -46,6 +60,12 @@ def check_causal_mask(module) -> None:
     assert float(jnp.triu(dep, 1).sum()) == 0.0, "outputs depend on future inputs: a leaky mask"
 
 
+@graded(points=2, compare=close(1e-5),
+        cases=lambda rng: [_attention_case(rng, int(rng.integers(2, 17)), int(rng.integers(1, 9)))
+                           for _ in range(4)],
+        hint="scores q @ k.T / sqrt(K), the given mask applied (masked scores at "
+        "jnp.finfo(dtype).min), softmax over the keys (axis -1), then out = pattern @ v",
+        borrowed=("minitf.model.attend",), forbidden=("dot_product_attention",))
 def check_self_attention(module) -> None:
     for seed, (D, K) in enumerate([(8, 8), (16, 4)]):
         x, w_q, w_k, w_v = _weights(seed, D, K)
@@ -68,6 +88,20 @@ def check_self_attention(module) -> None:
                 "the pattern is right but out isn't: out = pattern @ v")
 
 
+def _heads_case(rng: np.random.Generator) -> tuple:
+    H = int(rng.choice([1, 2, 4]))
+    x, _, _, _, mask = _attention_case(rng, 4 * H * int(rng.integers(1, 3)), 1)
+    D = x.shape[1]
+    w_q, w_k, w_v = (jnp.asarray(rng.normal(size=(D, D)) / np.sqrt(D), jnp.float32)
+                     for _ in range(3))
+    return (x, w_q, w_k, w_v, H, mask)
+
+
+@graded(points=2, cases=lambda rng: [_heads_case(rng) for _ in range(4)], compare=close(1e-5),
+        hint="reshape (T, D) to (T, H, K) so head h gets dimensions h*K..(h+1)*K, scale by "
+        "1/sqrt(K) (the head width), and concatenate the heads in order",
+        borrowed=("minitf.model.attend", "minitf.model.qkv"),
+        forbidden=("dot_product_attention",))
 def check_multi_head_attention(module) -> None:
     for seed, H in enumerate([1, 2, 4]):
         x, w_q, w_k, w_v = _weights(10 + seed, 16, 16)

@@ -15,12 +15,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from minitf import model
+from minitf.course.hidden import close, graded
 from minitf.tasks import addition, config_for, copy, count_letters
 from minitf.train import loss_fn
 
 TOL = 1e-5
 
 
+def _tokens_case(rng: np.random.Generator) -> tuple:
+    shape = (int(rng.integers(1, 5)), int(rng.integers(2, 14)))  # (B, T)
+    return (jnp.asarray(rng.integers(0, 100, shape)),)
+
+
+def _loss_case(rng: np.random.Generator) -> tuple:
+    B, S, V = int(rng.integers(1, 5)), int(rng.integers(1, 10)), int(rng.integers(2, 15))
+    mask = rng.random((B, S)) < 0.5  # (B, S): rows with different numbers of scored positions
+    mask[rng.integers(B), rng.integers(S)] = True
+    return (jnp.asarray(3.0 * rng.normal(size=(B, S, V)), jnp.float32),
+            jnp.asarray(rng.integers(0, V, (B, S))), jnp.asarray(mask))
+
+
+@graded(points=1, cases=lambda rng: [_tokens_case(rng) for _ in range(4)],
+        hint="inputs are the tokens without the last one, targets without the first, along "
+        "the sequence axis (1)")
 def check_next_token_targets(module) -> None:
     for seed, (B, T) in enumerate([(1, 2), (3, 5), (4, 12)]):
         tokens = jax.random.randint(jax.random.key(seed), (B, T), 0, 100)  # (B, T)
@@ -39,6 +56,11 @@ def check_next_token_targets(module) -> None:
             "position, along the sequence axis (not the batch axis)")
 
 
+@graded(points=1, cases=lambda rng: [(int(p), int(a)) for p, a in
+                                     zip(rng.integers(2, 9, 5), rng.integers(1, 7, 5),
+                                         strict=True)],
+        hint="A positions in a row are scored, from the last prompt token to the one before "
+        "the last token", borrowed=("minitf.tasks.Task.batch",))
 def check_answer_loss_mask(module) -> None:
     for task in (addition(1), addition(3), addition(5), copy(4), count_letters(6)):
         P, A = task.prompt_len, task.answer_len
@@ -73,6 +95,11 @@ def _reference(logits, targets, mask) -> float:
     return float(-logp[rows, cols, np.asarray(targets)[rows, cols]].mean())
 
 
+@graded(points=2, cases=lambda rng: [_loss_case(rng) for _ in range(5)],
+        compare=close(atol=1e-5, rtol=1e-5),
+        hint="-log_softmax(logits)[target] at each scored position, summed and divided by "
+        "the number of scored positions in the whole batch",
+        borrowed=("minitf.train.loss_fn",))
 def check_masked_cross_entropy(module) -> None:
     # uniform logits: every token has probability 1 / V, whatever the target
     V = 7
@@ -111,3 +138,55 @@ def check_masked_cross_entropy(module) -> None:
     got = float(module.masked_cross_entropy(logits, tokens[:, 1:], loss_mask[:, :-1]))
     assert math.isclose(got, float(want), rel_tol=1e-5), (
         "the loss differs from minitf.train.loss_fn on a real batch")
+
+
+def _tree_close(a, b, atol: float) -> bool:
+    return all(np.allclose(np.asarray(x), np.asarray(y), atol=atol)
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def check_train_step(module) -> None:
+    import functools
+
+    import optax
+
+    from minitf.train import make_step
+
+    task = addition(2)
+    config = config_for(task, n_layer=1, n_head=2, d_model=16, d_mlp=32)
+    params = jax.jit(model.init_params, static_argnums=0)(config, jax.random.key(3))
+    tokens, loss_mask = task.batch(np.random.default_rng(3), 8)  # (B, T), (B, T)
+    want_loss, _ = jax.jit(loss_fn, static_argnums=3)(params, tokens, loss_mask, config)
+    # plain SGD shows the clipping (Adam would hide a rescaled gradient)
+    for clip in (1e6, 0.05):
+        sgd = optax.sgd(0.5)
+        got = module.train_step(params, sgd.init(params), tokens, loss_mask, sgd, config, clip)
+        assert isinstance(got, tuple) and len(got) == 3, "return (params, opt_state, loss)"
+        new_params, _, loss = got
+        assert np.isclose(float(loss), float(want_loss), rtol=1e-5), (
+            "the loss returned should be minitf.train.loss_fn's loss before the update")
+        clipped = optax.chain(optax.clip_by_global_norm(clip), sgd)
+        reference = make_step(functools.partial(loss_fn, config=config), clipped)
+        want_params, _, _, _ = reference(params, clipped.init(params), (tokens, loss_mask))
+        if not _tree_close(new_params, want_params, 1e-5):
+            if clip < 1:
+                raise AssertionError(
+                    "the step is off when the gradient is clipped: compute the global norm "
+                    "over every gradient array together, and when it exceeds `clip` multiply "
+                    "every array by clip / norm")
+            raise AssertionError(
+                "the new parameters are off: take the gradient of loss_fn with respect to "
+                "params, pass it to optimizer.update(grads, opt_state, params), then "
+                "optax.apply_updates")
+    # AdamW, two steps: the optimizer's state must be carried from step to step
+    adamw = optax.adamw(1e-2, weight_decay=0.1)
+    state, p = adamw.init(params), params
+    reference = make_step(functools.partial(loss_fn, config=config),
+                          optax.chain(optax.clip_by_global_norm(1.0), adamw))
+    ref_state, ref_p = optax.chain(optax.clip_by_global_norm(1.0), adamw).init(params), params
+    for _ in range(2):
+        p, state, _ = module.train_step(p, state, tokens, loss_mask, adamw, config, 1.0)
+        ref_p, ref_state, _, _ = reference(ref_p, ref_state, (tokens, loss_mask))
+    assert _tree_close(p, ref_p, 1e-5), (
+        "after two AdamW steps the parameters differ: return the optimizer's new state and "
+        "pass the whole params tree to optimizer.update (AdamW's weight decay needs it)")

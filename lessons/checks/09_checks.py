@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from minitf import sample
+from minitf.course.hidden import close, graded
 
 TOL = 1e-5
 
@@ -22,6 +23,17 @@ def _logits(seed: int, shape: tuple[int, ...], scale: float = 2.0) -> jax.Array:
     return jnp.asarray(scale * rng.normal(size=shape), jnp.float32)  # (..., V)
 
 
+def _logits_case(rng: np.random.Generator) -> jax.Array:
+    shape = tuple(int(n) for n in rng.integers(1, 5, size=rng.integers(0, 2))) + (
+        int(rng.integers(2, 20)),)  # (V,) or (B, V)
+    return jnp.asarray(rng.normal(0, rng.uniform(0.5, 3.0), shape), jnp.float32)
+
+
+@graded(points=1, compare=close(atol=1e-5),
+        cases=lambda rng: [(_logits_case(rng), t) for t in
+                           [0.0, *np.round(rng.uniform(0.1, 3.0, 4), 3).tolist()]],
+        hint="divide the logits by the temperature, then softmax over the last axis; "
+        "temperature 0 puts probability 1 on each row's largest logit")
 def check_apply_temperature(module) -> None:
     logits = _logits(0, (6, 12))  # (B, V)
     for t in (0.3, 1.0, 2.5):
@@ -63,6 +75,11 @@ def _same_filter(got: jax.Array, want: jax.Array, logits: jax.Array) -> bool:
                 and (got[~kept] == -np.inf).all())
 
 
+@graded(points=1, compare=close(atol=1e-6),
+        cases=lambda rng: [(x, int(rng.integers(1, x.shape[-1] + 1)))
+                           for x in (_logits_case(rng) for _ in range(5))],
+        hint="keep the k largest logits of each row (along the last axis) unchanged, -inf "
+        "elsewhere", borrowed=("minitf.sample.filter_top_k",))
 def check_top_k_filter(module) -> None:
     logits = _logits(2, (6, 12))  # (B, V)
     for k in (1, 3, 12):
@@ -83,6 +100,12 @@ def check_top_k_filter(module) -> None:
         "a single row of logits (V,) should work too")
 
 
+@graded(points=2, compare=close(atol=1e-6),
+        cases=lambda rng: [(_logits_case(rng), float(np.round(rng.uniform(0.05, 0.95), 3)))
+                           for _ in range(5)],
+        hint="sort by probability, most likely first; keep a token when the tokens before "
+        "it add up to less than p; the kept logits stay unchanged, the rest become -inf",
+        borrowed=("minitf.sample.filter_top_p",))
 def check_top_p_filter(module) -> None:
     logits = _logits(3, (6, 12))  # (B, V)
     probs = np.asarray(jax.nn.softmax(logits, axis=-1))  # (B, V)

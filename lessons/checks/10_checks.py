@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from minitf import model
+from minitf.course.hidden import close, graded
 from minitf.lens import LensResult
 
 TOL = 1e-4
@@ -47,6 +48,27 @@ def _reference_readout(resid: np.ndarray, params: dict, config: model.Config) ->
     return logits - np.log(np.exp(logits).sum(-1, keepdims=True))  # (..., V)
 
 
+def _lens_case(rng: np.random.Generator) -> tuple:
+    D, V = int(rng.integers(2, 20)), int(rng.integers(2, 20))
+    config = model.Config(vocab_size=V, n_layer=int(rng.integers(1, 4)), n_head=1, d_model=D,
+                          d_mlp=2 * D, max_len=8, tie_embeddings=bool(rng.random() < 0.5))
+    params = _readout_params(int(rng.integers(1 << 30)), config)
+    shape = (config.n_layer + 1, int(rng.integers(1, 6)), D)  # (L+1, T, D)
+    resid = rng.normal(rng.normal(0, 2), rng.uniform(0.5, 4), shape).astype(np.float32)
+    return (jnp.asarray(resid), params, config)
+
+
+def _log_probs_case(rng: np.random.Generator) -> np.ndarray:
+    shape = (int(rng.integers(2, 5)), *rng.integers(1, 5, size=rng.integers(1, 3)),
+             int(rng.integers(3, 15)))  # (L+1, ..., V)
+    return _random_log_probs(int(rng.integers(1 << 30)), tuple(int(n) for n in shape))
+
+
+@graded(points=2, cases=lambda rng: [_lens_case(rng) for _ in range(4)], compare=close(1e-4),
+        hint="the final layer norm with params['ln_final'] (scale and bias), then logits "
+        "x @ model.unembed_matrix(params, config).T, then log_softmax over the vocabulary",
+        borrowed=("minitf.lens.lens_log_probs", "minitf.lens.logit_lens",
+                  "minitf.model.logits_from_resid"))
 def check_logit_lens_row(module) -> None:
     for seed, config in enumerate(CONFIGS):
         params = _readout_params(seed, config)
@@ -75,6 +97,18 @@ def _random_log_probs(seed: int, shape: tuple[int, ...]) -> np.ndarray:
     return (logits - np.log(np.exp(logits).sum(-1, keepdims=True))).astype(np.float32)
 
 
+def _rank_case(rng: np.random.Generator) -> tuple:
+    log_probs = _log_probs_case(rng)
+    token_id = int(rng.integers(log_probs.shape[-1]))
+    flat = log_probs.reshape(-1, log_probs.shape[-1])  # a view: a tie with the token in row 0
+    flat[0, (token_id + 1) % log_probs.shape[-1]] = flat[0, token_id]
+    return (jnp.asarray(log_probs), token_id)
+
+
+@graded(points=1, cases=lambda rng: [_rank_case(rng) for _ in range(5)],
+        hint="count, per row, the tokens whose log-prob is strictly greater than the token's "
+        "own (so the most likely has rank 0 and tied tokens share a rank), as ints",
+        borrowed=("minitf.lens.LensResult.rank",))
 def check_rank_of(module) -> None:
     log_probs = _random_log_probs(0, (3, 5, 9))  # (L+1, T, V)
     # ties: make tokens 2 and 5 equally likely at one position, 7 and 8 at another
@@ -95,6 +129,11 @@ def check_rank_of(module) -> None:
                 "token's own (tied tokens share a rank)")
 
 
+@graded(points=1, cases=lambda rng: [(jnp.asarray(_log_probs_case(rng)),) for _ in range(4)],
+        compare=close(1e-4),
+        hint="KL(final || layer): sum over the vocabulary of p_final * (log p_final - "
+        "log p_layer), with p_final = exp of the last row",
+        borrowed=("minitf.lens.LensResult.kl_to_final", "minitf.tuned_lens.kl_per_layer"))
 def check_kl_to_final(module) -> None:
     for seed, shape in enumerate([(3, 4, 6), (2, 2, 5, 11)]):
         log_probs = _random_log_probs(10 + seed, shape)  # (L+1, ..., V)

@@ -15,6 +15,7 @@ import numpy as np
 
 from minitf import model
 from minitf.attribution import direct_logit_attribution
+from minitf.course.hidden import close, graded
 
 TOL = 1e-4
 
@@ -24,6 +25,19 @@ def _patterns(seed: int, N: int, H: int, T: int) -> np.ndarray:
     return np.random.default_rng(seed).dirichlet(np.ones(T), size=(N, H, T)).astype(np.float32)
 
 
+def _columns_case(rng: np.random.Generator) -> tuple:
+    N, H, T = int(rng.integers(1, 6)), int(rng.integers(1, 4)), int(rng.integers(3, 12))
+    patterns = _patterns(int(rng.integers(1 << 30)), N, H, T)
+    queries = np.sort(rng.choice(T, size=rng.integers(1, T + 1), replace=False))
+    columns = [tuple(int(s) for s in np.sort(rng.choice(T, size=rng.integers(1, T + 1),
+                                                        replace=False)))
+               for _ in range(int(rng.integers(1, 4)))]
+    return (jnp.asarray(patterns), queries, columns)
+
+
+@graded(points=2, cases=lambda rng: [_columns_case(rng) for _ in range(4)], compare=close(1e-5),
+        hint="take the rows of the query positions (axis 2), add up each column's key "
+        "positions (axis 3), then average over the problems (axis 0)")
 def check_column_attention(module) -> None:
     cases = [  # (seed, N, H, T, query positions, columns)
         (0, 5, 3, 9, [4, 6, 8], [(0, 3), (1,), (2, 5, 7)]),
@@ -121,6 +135,21 @@ def _model_parts(seed: int) -> tuple[dict, np.ndarray, np.ndarray]:
     return params, np.stack(parts), final
 
 
+def _component_case(rng: np.random.Generator) -> tuple:
+    V, D, tied = int(rng.integers(3, 15)), int(rng.integers(2, 20)), bool(rng.random() < 0.5)
+    config = model.Config(vocab_size=V, n_layer=1, n_head=1, d_model=D, d_mlp=2 * D,
+                          max_len=4, tie_embeddings=tied)
+    params = _readout_params(int(rng.integers(1 << 30)), V, D, tied)
+    component = rng.normal(rng.normal(0, 1), rng.uniform(0.5, 3), D).astype(np.float32)
+    final = rng.normal(rng.normal(0, 1), rng.uniform(0.5, 3), D).astype(np.float32)
+    return (jnp.asarray(component), jnp.asarray(final), params, config, int(rng.integers(V)))
+
+
+@graded(points=2, cases=lambda rng: [_component_case(rng) for _ in range(5)],
+        compare=close(atol=1e-4, rtol=1e-4),
+        hint="center the component, divide by the final residual's sqrt(var + LN_EPS), "
+        "multiply by the norm's scale (not its bias), and dot with the token's row of "
+        "model.unembed_matrix", borrowed=("minitf.attribution.direct_logit_attribution",))
 def check_component_logit(module) -> None:
     _check_formula(module)
     params, parts, final = _model_parts(0)

@@ -1,5 +1,4 @@
-"""Checks for lesson 13's exercises: counting a letter, a word's BPE pieces, the spell-first
-answer.
+"""Checks for lesson 13's exercises: the letters each token hides, and the spell-first answer.
 
 Each takes the learner's definitions as `module`; AssertionError carries a hint, never
 the expected answer. Random words come from a seeded numpy generator; the tokenizer is
@@ -11,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from minitf.bpe import Tokenizer
+from minitf.course.hidden import graded
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 
@@ -22,40 +22,31 @@ def _random_words(seed: int, n: int, max_len: int = 10) -> list[str]:
             for _ in range(n)]
 
 
-def check_count_letter(module) -> None:
-    for word, letter in [("strawberry", "r"), ("banana", "a"), ("banana", "z"), ("aaaa", "a"),
-                         ("", "a"), ("level", "l"), ("level", "v")]:
-        got = module.count_letter(word, letter)
-        assert isinstance(got, int | np.integer), "return an int"
-        assert got == word.count(letter), (
-            f"count_letter({word!r}, {letter!r}) is wrong: count every position of the word "
-            "whose character equals the letter (first and last positions included)")
-    for word in _random_words(0, 50):
-        for letter in "abz":
-            assert module.count_letter(word, letter) == word.count(letter), (
-                f"count_letter({word!r}, {letter!r}) is wrong")
+def _word_letter(rng: np.random.Generator) -> tuple:
+    word = _random_words(int(rng.integers(1 << 30)), 1, max_len=12)[0]
+    return (word, str(rng.choice(list("abcrstz"))))
 
 
-def check_token_pieces(module) -> None:
+def check_letter_counts(module) -> None:
     text = "\n".join(["strawberry", "straw", "berry", "raw", "error", "terror", "berries"] * 5)
-    tokenizer = Tokenizer.train(text, 266)  # 10 merges: pieces of several letters
-    for word in ["strawberry", "straw", "errors", "rabbit", "s", "yrrebwarts"]:
-        got = module.token_pieces(tokenizer, word)
-        assert isinstance(got, list) and all(isinstance(p, str) for p in got), (
-            "return a list of strings, one per token")
-        ids = tokenizer.encode(word)
-        assert "".join(got) == word, (
-            f"token_pieces(tokenizer, {word!r}) does not join back into the word")
-        assert len(got) == len(ids), (
-            f"token_pieces(tokenizer, {word!r}) should have one piece per token id that "
-            "tokenizer.encode gives")
-        assert got == [tokenizer.decode([i]) for i in ids], (
-            f"the pieces of {word!r} don't match the tokens: decode each id on its own")
-    no_merges = Tokenizer([])
-    assert module.token_pieces(no_merges, "berry") == list("berry"), (
-        "with a tokenizer that has no merges, every piece should be one letter")
+    tokenizers = [Tokenizer([]), Tokenizer.train(text, 266), Tokenizer.train(text + " ÉÀ ", 270)]
+    for tokenizer in tokenizers:
+        got = np.asarray(module.letter_counts(tokenizer))
+        V = tokenizer.vocab_size
+        assert got.shape == (V, 26), (
+            f"the table should have one row per token ({V}) and one column per letter (26)")
+        assert np.issubdtype(got.dtype, np.integer), "the counts should be integers"
+        for i in range(V):
+            piece = tokenizer.token_bytes(i)
+            want = [piece.count(ord(c)) for c in ALPHABET]
+            if list(got[i]) != want:
+                raise AssertionError(
+                    f"row {i} (token {piece!r}) is wrong: count each letter a-z among the "
+                    "token's bytes (a letter is its ASCII byte; other bytes count for nothing)")
 
 
+@graded(points=1, cases=lambda rng: [(*_word_letter(rng), 12) for _ in range(6)],
+        hint="the word, '.' up to `width` characters, ':', the letter, then its count")
 def check_spell_first_answer(module) -> None:
     got = module.spell_first_answer("error", "r", 10)
     assert isinstance(got, str), "return a string"

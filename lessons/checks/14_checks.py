@@ -1,18 +1,19 @@
-"""Checks for lesson 14's exercises: a new embedding row, masking updates, zero padding.
+"""Checks for lesson 14's exercises: a new embedding row, masking updates, widening a
+residual stream and its layer norm without changing the norm's output.
 
 Each takes the learner's definitions as `module`; AssertionError carries a hint, never
-the expected answer. Compared with `minitf.surgery` (add_tokens, freeze_all_but_rows, widen)
-on tiny models with explicit random keys, at a 1e-5 tolerance.
+the expected answer. Compared with `minitf.surgery` (add_tokens, freeze_all_but_rows) on
+tiny models with explicit random keys, at a 1e-5 tolerance, and with `minitf.model.layer_norm`.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from minitf import surgery
-from minitf.model import Config, init_params
+from minitf.course.hidden import close, equal, graded
+from minitf.model import Config
 from minitf.train import make_optimizer
 
 TOL = 1e-5
@@ -22,13 +23,22 @@ TIED = Config(vocab_size=V, n_layer=1, n_head=2, d_model=D, d_mlp=16, max_len=6,
               tie_embeddings=True)  # fmt: skip
 
 
-def _params(config: Config, seed: int) -> dict:
-    """Random params with every entry non-zero (norms and biases included), as numpy."""
-    shapes = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(lambda x: rng.normal(0.0, 0.5, x.shape).astype(np.float32), shapes)
+def _rows_case(rng: np.random.Generator) -> tuple:
+    V, D = int(rng.integers(2, 20)), int(rng.integers(1, 12))
+    return (jnp.asarray(rng.normal(size=(V, D)), jnp.float32),
+            jnp.asarray(rng.dirichlet(np.ones(V)) if rng.random() < .5 else rng.normal(size=V),
+                        jnp.float32))
 
 
+def _keep_case(rng: np.random.Generator) -> tuple:
+    V, D = int(rng.integers(2, 20)), int(rng.integers(1, 12))
+    rows = sorted(int(r) for r in rng.choice(V, size=rng.integers(1, V + 1), replace=False))
+    return (jnp.asarray(rng.normal(size=(V, D)), jnp.float32), rows)
+
+
+@graded(points=1, cases=lambda rng: [_rows_case(rng) for _ in range(4)], compare=close(1e-5),
+        hint="keep the old rows as they are and append sum_i weights[i] * embed[i] as the "
+        "last row", borrowed=("minitf.surgery.add_tokens",))
 def check_add_embedding_row(module) -> None:
     embed = np.random.default_rng(0).normal(size=(V, D)).astype(np.float32)  # (V, D)
     cases = {
@@ -49,6 +59,9 @@ def check_add_embedding_row(module) -> None:
             "(a (V,) vector times a (V, D) matrix)")
 
 
+@graded(points=1, cases=lambda rng: [_keep_case(rng) for _ in range(4)], compare=equal,
+        hint="the listed rows pass through unchanged, every other row becomes zero",
+        borrowed=("minitf.surgery.freeze_all_but_rows", "minitf.surgery._keep_rows"))
 def check_keep_only_rows(module) -> None:
     rng = np.random.default_rng(1)
     params = {"embed": rng.normal(size=(V, D)), "other": rng.normal(size=(3,))}
@@ -70,27 +83,33 @@ def check_keep_only_rows(module) -> None:
         "the rows you keep differ from the rows surgery.finetune lets train")
 
 
-def check_widen_matrix(module) -> None:
-    w = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
-    got = np.asarray(module.widen_matrix(jnp.asarray(w), (5, 7)))
-    assert got.shape == (5, 7), "the result should have exactly new_shape"
-    assert np.array_equal(got[:3, :4], w), (
-        "the old numbers should sit unchanged in the top-left corner (pad at the end)")
-    assert not np.any(got[3:]) and not np.any(got[:, 4:]), "every new entry should be zero"
-    unchanged = np.asarray(module.widen_matrix(jnp.asarray(w), (3, 4)))
-    assert np.array_equal(unchanged, w), "widening to the same shape should change nothing"
-    # the plain-padded matrices of surgery.widen(..., preserve=False)
-    params = _params(CONFIG, 2)
-    wide, wide_config = surgery.widen(params, CONFIG, 12, preserve=False)
-    D2 = wide_config.d_model
-    pairs = {
-        "embed": (params["embed"], wide["embed"]),
-        "pos_embed": (params["pos_embed"], wide["pos_embed"]),
-        "mlp w_in": (params["blocks"][0]["mlp"]["w_in"], wide["blocks"][0]["mlp"]["w_in"]),
-        "mlp w_out": (params["blocks"][0]["mlp"]["w_out"], wide["blocks"][0]["mlp"]["w_out"]),
-        "ln_final bias": (params["ln_final"]["bias"], wide["ln_final"]["bias"]),
-    }
-    for name, (old, new) in pairs.items():
-        got = np.asarray(module.widen_matrix(jnp.asarray(old), new.shape))
-        assert got.shape == new.shape and np.allclose(got, new, atol=TOL), (
-            f"widening {name} from d_model {CONFIG.d_model} to {D2} differs from zero padding")
+def check_widen_for_layer_norm(module) -> None:
+    from minitf.model import layer_norm
+
+    rng = np.random.default_rng(3)
+    for shape, new_d in [((5, 8), 12), ((2, 3, 16), 40), ((4, 6), 6)]:
+        D = shape[-1]
+        x = (rng.normal(0.5, 2.0, shape)).astype(np.float32)  # off-centre, like a real stream
+        scale = (1 + 0.3 * rng.normal(size=D)).astype(np.float32)
+        bias = (0.3 * rng.normal(size=D)).astype(np.float32)
+        got = module.widen_for_layer_norm(jnp.asarray(x), jnp.asarray(scale), jnp.asarray(bias),
+                                          new_d)  # fmt: skip
+        assert isinstance(got, tuple) and len(got) == 3, "return a tuple (x', scale', bias')"
+        wide_x, wide_scale, wide_bias = (np.asarray(a) for a in got)
+        assert wide_x.shape == (*shape[:-1], new_d), (
+            f"x' should have the shape of x with the last axis widened to {new_d}")
+        assert wide_scale.shape == wide_bias.shape == (new_d,), "scale' and bias' are (D',)"
+        old = np.asarray(layer_norm(jnp.asarray(x), {"scale": scale, "bias": bias}))
+        new = np.asarray(layer_norm(jnp.asarray(wide_x), {"scale": wide_scale,
+                                                          "bias": wide_bias}))  # fmt: skip
+        assert np.allclose(new[..., D:], 0.0, atol=1e-4), (
+            "the norm's output should be 0 in the new dimensions: give them gain 1 and bias 0, "
+            "and make each new entry of x' equal to its vector's mean")
+        if not np.allclose(new[..., :D], old, atol=1e-3, rtol=1e-3):
+            padded = np.concatenate([x, np.zeros((*shape[:-1], new_d - D), np.float32)], -1)
+            if np.allclose(wide_x, padded, atol=1e-6) and new_d > D:
+                raise AssertionError("zeros appended to an off-centre vector change its mean: "
+                                     "centre each vector (subtract its mean) before padding")
+            raise AssertionError(
+                "the norm's output changed in the old dimensions: with mean 0, the D' - D "
+                "new zeros divide the variance by D'/D, so shrink the old gains by sqrt(D/D')")

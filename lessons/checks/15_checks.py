@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from minitf import vectors
+from minitf.course.hidden import close, graded
 from minitf.model import Config
 
 TOL = 1e-5
@@ -25,6 +26,24 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
+def _nearest_case(rng: np.random.Generator) -> tuple:
+    V, D = int(rng.integers(2, 30)), int(rng.integers(2, 16))
+    return (jnp.asarray(rng.normal(size=D), jnp.float32),
+            jnp.asarray(rng.normal(size=(V, D)), jnp.float32), int(rng.integers(1, V + 1)))
+
+
+def _kl_case(rng: np.random.Generator) -> tuple:
+    lead = tuple(int(n) for n in rng.integers(1, 5, size=rng.integers(1, 3)))
+    V, n = int(rng.integers(2, 15)), int(rng.integers(1, 4))
+    old = rng.normal(0, 2, (*lead, V)).astype(np.float32)
+    new = np.concatenate([old + rng.normal(0, rng.uniform(0, 1)) * rng.normal(size=old.shape),
+                          rng.normal(0, 2, (*lead, n))], axis=-1).astype(np.float32)
+    return (jnp.asarray(old), jnp.asarray(new))
+
+
+@graded(points=2, cases=lambda rng: [_nearest_case(rng) for _ in range(5)], compare=close(1e-5),
+        hint="score each row by its dot product with the vector, then the k best ids, best "
+        "first, with their scores", borrowed=("minitf.vectors.nearest_tokens",))
 def check_nearest_tokens(module) -> None:
     rng = np.random.default_rng(0)
     unembed = rng.normal(size=(V, D)).astype(np.float32)  # (V, D)
@@ -43,6 +62,9 @@ def check_nearest_tokens(module) -> None:
             "best first")
 
 
+@graded(points=2, cases=lambda rng: [_kl_case(rng) for _ in range(5)], compare=close(1e-4),
+        hint="log-softmax old and new over their own vocabularies, keep the first V of new, "
+        "then sum p_old * (log p_old - log p_new)")
 def check_kl_old_to_new(module) -> None:
     rng = np.random.default_rng(1)
     old = rng.normal(0.0, 2.0, (3, 5, V)).astype(np.float32)  # (B, T, V)

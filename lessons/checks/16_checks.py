@@ -1,85 +1,61 @@
-"""Checks for lesson 16's exercises: the weight norm, the Fourier spectrum of an
-embedding, and the key frequencies.
+"""Checks for lesson 16's exercises: the real Fourier basis over residues, the key
+frequencies of a spectrum, and the circle algorithm's logits.
 
 Each takes the learner's definitions as `module`; AssertionError carries a hint, never
-the expected answer. Compared with numpy at a 1e-5 relative tolerance, on inputs drawn
-with explicit seeds, plus invariants of the discrete Fourier transform.
+the expected answer. Compared with numpy formulas (and numpy's FFT) at a 1e-6 tolerance,
+on inputs drawn with explicit seeds.
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-RTOL = 1e-5  # loose enough for a float32 computation
+from minitf.course.hidden import graded
+
+TOL = 1e-6
 
 
-def _params(seed: int) -> dict:
-    """A small parameter pytree shaped like minitf's: nested dicts, a list, vectors."""
-    rng = np.random.default_rng(seed)
-    normal = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)  # noqa: E731
-    return {
-        "embed": normal(7, 4),
-        "blocks": [{"ln1": {"scale": jnp.ones(4), "bias": jnp.zeros(4)},
-                    "mlp": {"w_in": normal(4, 8), "b_in": normal(8)}}],
-        "attn": {"w_qkv": normal(2, 4, 3)},
-        "ln_final": {"scale": 5.0 * jnp.ones(4)},
-        "unembed": rng.normal(size=(7, 4)),  # a numpy array works too
-    }  # fmt: skip
+def check_fourier_basis(module) -> None:
+    for p in (3, 7, 59):
+        basis = np.asarray(module.fourier_basis(p), dtype=np.float64)
+        assert basis.shape == (p, p), f"with p={p} the basis is a (p, p) matrix, one wave per row"
+        assert np.allclose(basis @ basis.T, np.eye(p), atol=1e-6), (
+            "the rows should be orthonormal (basis @ basis.T == identity): check the factors "
+            "1/sqrt(p) for the constant row and sqrt(2/p) for the waves")
+        a = np.arange(p)
+        assert np.allclose(basis[0], 1 / np.sqrt(p), atol=TOL), "row 0 is the constant 1/sqrt(p)"
+        for k in range(1, p // 2 + 1):
+            angle = 2 * np.pi * k * a / p
+            assert np.allclose(basis[2 * k - 1], np.sqrt(2 / p) * np.cos(angle), atol=TOL), (
+                f"row {2 * k - 1} should be the cosine of frequency {k}: rows come as "
+                "constant, cos 1, sin 1, cos 2, sin 2, ...")
+            assert np.allclose(basis[2 * k], np.sqrt(2 / p) * np.sin(angle), atol=TOL), (
+                f"row {2 * k} should be the sine of frequency {k}")
+    # a cyclic shift of the residues changes the phases only: each frequency keeps its size
+    p = 11
+    signal = np.random.default_rng(0).normal(size=(p, 4))
+    basis = np.asarray(module.fourier_basis(p))
+
+    def sizes(x: np.ndarray) -> np.ndarray:
+        """The size of each frequency 1..p//2 of the columns of x (p, D) in this basis."""
+        rows = np.linalg.norm(basis @ x, axis=1)  # (p,): constant, cos 1, sin 1, ...
+        return np.hypot(rows[1::2], rows[2::2])  # (p//2,)
+
+    assert np.allclose(sizes(signal), sizes(np.roll(signal, 3, axis=0)), atol=1e-6), (
+        "shifting every residue should not change the size of any frequency")
+    fft = np.linalg.norm(np.fft.rfft(signal, axis=0), axis=1)[1:] * np.sqrt(2 / p)
+    assert np.allclose(sizes(signal), fft, atol=1e-6), "the sizes should agree with numpy's FFT"
 
 
-def check_weight_norm(module) -> None:
-    for seed in (0, 1):
-        params = _params(seed)
-        got = module.weight_norm(params)
-        assert np.ndim(got) == 0, "weight_norm should return one number"
-        matrices = [np.asarray(x, np.float64) for x in jax.tree.leaves(params) if np.ndim(x) >= 2]
-        everything = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
-        want = np.sqrt(sum(np.sum(m**2) for m in matrices))
-        if np.isclose(float(got), np.sqrt(sum(np.sum(m**2) for m in everything)), rtol=RTOL):
-            raise AssertionError("count only matrices (ndim >= 2): leave biases and "
-                                 "layer-norm scales out, weight decay doesn't touch them")
-        assert np.isclose(float(got), want, rtol=RTOL), (
-            "not the norm of the matrices taken together: square every entry of every "
-            "matrix, add them all up, then take one square root (also the 3-d arrays)")
-    doubled = jax.tree.map(lambda x: 2 * np.asarray(x), _params(0))
-    assert np.isclose(module.weight_norm(doubled), 2 * module.weight_norm(_params(0)),
-                      rtol=RTOL), "doubling every weight should double the norm"  # fmt: skip
-    assert module.weight_norm({"bias": jnp.ones(3)}) == 0, "a pytree of vectors has norm 0"
+def _norms_case(rng: np.random.Generator) -> tuple:
+    norms = rng.exponential(size=int(rng.integers(3, 30))) * (rng.random() < 0.9)
+    norms[1] = 1.0 + norms[1]  # at least one non-zero frequency
+    return (norms, float(np.round(rng.uniform(0.3, 0.99), 3)))
 
 
-def check_fourier_norms(module) -> None:
-    for seed, (p, D) in enumerate([(11, 5), (12, 3), (59, 16)]):
-        embed = np.random.default_rng(seed).normal(size=(p + 2, D))  # (V, D)
-        got = np.asarray(module.fourier_norms(embed, p))
-        assert got.shape == (p // 2 + 1,), (
-            f"with p={p} there are p // 2 + 1 frequencies (0 .. p // 2): use np.fft.rfft "
-            "over the residue axis (axis 0)")
-        want = np.linalg.norm(np.fft.rfft(embed[:p], axis=0), axis=1)
-        if np.allclose(got, np.linalg.norm(np.fft.rfft(embed, axis=0), axis=1)[: p // 2 + 1]):
-            raise AssertionError("use only the residues' rows, embed[:p]: the last rows are "
-                                 "the '+' and '=' tokens")
-        assert np.allclose(got, want, rtol=RTOL, atol=1e-5), (
-            "not the norm per frequency of the DFT over residues: transform along axis 0, "
-            "then take the norm over the D columns (axis 1) of the complex result")
-        # a cyclic shift of the residues changes phases, never the norms
-        shifted = np.concatenate([np.roll(embed[:p], 3, axis=0), embed[p:]])
-        assert np.allclose(module.fourier_norms(shifted, p), got, rtol=1e-5), (
-            "shifting every residue by the same amount should not change the norms")
-    # a pure wave: cos(2 pi k a / p) times a vector lives at frequency k only
-    p, k = 59, 7
-    vector = np.random.default_rng(10).normal(size=8)  # (D,)
-    wave = np.cos(2 * np.pi * k * np.arange(p) / p)[:, None] * vector[None]  # (p, D)
-    got = np.asarray(module.fourier_norms(np.concatenate([wave, np.ones((2, 8))]), p))
-    assert int(np.argmax(got)) == k and got[k] > 1e3 * np.delete(got, k).max(), (
-        "a pure cosine of frequency k over the residues should put all its weight at "
-        "index k")
-    constant = np.ones((p, 8))
-    assert np.allclose(module.fourier_norms(constant, p)[1:], 0, atol=1e-4), (
-        "an embedding that is the same for every residue has only frequency 0")
-
-
+@graded(points=2, cases=lambda rng: [_norms_case(rng) for _ in range(6)],
+        hint="leave out frequency 0, sort by energy (the squared norm) largest first (a "
+        "stable sort), and return the fewest that reach the share")
 def check_key_frequencies(module) -> None:
     #         k=0  1  2  3  4: energies (k >= 1) 9, 0, 16, 0; frequency 0 is ignored
     norms = np.array([50.0, 3.0, 0.0, 4.0, 0.0])
@@ -112,3 +88,18 @@ def check_key_frequencies(module) -> None:
             others = np.delete(energy[1:], [k - 1 for k in keys])
             assert others.size == 0 or others.max() <= energy[keys].min(), (
                 "take the frequencies with the largest energy")
+
+
+def check_clock_logits(module) -> None:
+    rng = np.random.default_rng(1)
+    for p, frequencies in [(7, [1]), (13, [2, 5]), (59, [4, 11, 17, 22])]:
+        a, b = rng.integers(0, p, 40), rng.integers(0, p, 40)
+        got = np.asarray(module.clock_logits(a, b, p, list(frequencies)), dtype=np.float64)
+        assert got.shape == (40, p), "return one score per problem and per answer: (N, p)"
+        c = np.arange(p)[None]
+        want = sum(np.cos(2 * np.pi * k / p * (a[:, None] + b[:, None] - c)) for k in frequencies)
+        assert np.allclose(got, want, atol=1e-6), (
+            "not the scores: logits[n, c] is the sum over the frequencies of "
+            "cos(w_k (a_n + b_n - c)), with w_k = 2 pi k / p")
+        assert np.array_equal(got.argmax(-1), (a + b) % p), (
+            "the largest score should be at c = (a + b) mod p")

@@ -81,15 +81,24 @@ def figures_dir() -> Path:
     return folder
 
 
+GPT2_FILES_URL = "https://huggingface.co/openai-community/gpt2/resolve/main/"  # + file name
+
+
 def gpt2_dir() -> Path | None:
     """A folder with GPT-2's `vocab.json` + `merges.txt`, or None when there is none.
 
     Looks at `$MINITF_GPT2_DIR`, then `shared/data/gpt2` beside the checkout (where CI
-    keeps a copy).
+    keeps a copy), then the `transformers` library's download cache. The files are public
+    (GPT2_FILES_URL + "vocab.json", + "merges.txt").
     """
-    candidates = [os.environ.get("MINITF_GPT2_DIR"), REPO_ROOT.parent / "shared/data/gpt2"]
+    hub = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    cached = sorted(hub.glob("models--openai-community--gpt2/snapshots/*"))
+    cached += sorted(hub.glob("models--gpt2/snapshots/*"))
+    candidates = [os.environ.get("MINITF_GPT2_DIR"), REPO_ROOT.parent / "shared/data/gpt2",
+                  *cached]  # fmt: skip
     for folder in candidates:
-        if folder and (Path(folder) / "vocab.json").is_file():
+        if folder and all((Path(folder) / name).is_file() for name in ("vocab.json",
+                                                                        "merges.txt")):
             return Path(folder)
     return None
 
@@ -156,6 +165,7 @@ def trained_text_model(seed: int = 0) -> TextModel:
     """
     import json
 
+    from minitf.checkpoint import write_json
     from minitf.text import continue_text, text_task
     from minitf.train import TrainConfig, train
 
@@ -178,8 +188,7 @@ def trained_text_model(seed: int = 0) -> TextModel:
 
     def fit() -> dict:
         params = train(config, task, settings, progress=False, callback=snapshot).params
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(snapshots, indent=1), encoding="utf-8")
+        write_json(record, snapshots)  # atomic: lessons running together may read it
         return params
 
     if not record.is_file():  # a model cached without its record is trained again
@@ -194,13 +203,17 @@ def cached_params(name: str, config, steps: int, fit) -> dict:
     `cache_dir()/name/checkpoint` (while its config and step count still match)."""
     import jax
 
-    from minitf.checkpoint import load_checkpoint, save_checkpoint
+    from minitf.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 
     checkpoint = cache_dir() / name / "checkpoint"
-    if (checkpoint / "config.json").is_file():
-        saved = load_checkpoint(checkpoint)
-        if saved.config == config and saved.step == steps:
-            return saved.params
+    if has_checkpoint(checkpoint):  # saves are crash-safe and locked: lessons may share it
+        try:
+            saved = load_checkpoint(checkpoint)
+        except ValueError as err:
+            print(f"the cached {name} is damaged ({err}); training it again")
+        else:
+            if saved.config == config and saved.step == steps:
+                return saved.params
     print(f"training {name} for {steps} steps (once; cached in {checkpoint.parent})")
     params = jax.device_get(fit())  # host arrays, like a loaded checkpoint
     save_checkpoint(checkpoint, params, config, None, steps)

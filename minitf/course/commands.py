@@ -11,6 +11,7 @@ from pathlib import Path
 
 from minitf import course
 from minitf.course import check as course_check
+from minitf.course import sandbox as course_sandbox
 from minitf.course import teacher as course_teacher
 from minitf.course.notebooks import write_lesson
 
@@ -46,16 +47,36 @@ def add_course_commands(sub: argparse._SubParsersAction) -> None:
     teacher_sub = teacher.add_subparsers(dest="teacher_command", required=True,
                                          metavar="{export,grade}")
     export = teacher_sub.add_parser(
-        "export", help="student notebooks + hidden tests (nbgrader folder layout)")
+        "export", help="nbgrader source + student notebooks, and hidden test cases",
+        description="Write DIR/source (nbgrader source notebooks), DIR/release (what students "
+        "get) and DIR/hidden_tests (test cases drawn from your secret, with the expected "
+        "outputs; keep them to yourself). See docs/teacher.md.")
     export.add_argument("lessons", type=int, nargs="+", help="lesson numbers")
     export.add_argument("--to", required=True, help="folder to write the export into")
+    secret = export.add_mutually_exclusive_group()
+    secret.add_argument("--secret-file", help="key file the hidden cases are drawn with; made "
+                        "(random) if missing (default: DIR/hidden_tests/secret.key)")
+    secret.add_argument("--secret", help="a secret text instead of a key file (16+ characters)")
+    export.add_argument("--gradescope", action="store_true",
+                        help="also write DIR/gradescope/NN_name.zip autograders")
     export.set_defaults(func=_cmd_teacher_export)
     grade = teacher_sub.add_parser(
-        "grade", help="grade SUBMISSIONS/STUDENT/... into a CSV (one row per student x exercise)")
+        "grade", help="grade SUBMISSIONS/STUDENT/... into a gradebook, results and feedback",
+        description="Run every student's files on the hidden cases, each in its own "
+        "sandboxed process, and write gradebook.csv, results.csv and feedback/STUDENT.md "
+        "into a new folder (an earlier run's folder is never overwritten).")
     grade.add_argument("submissions", help="folder with one subfolder per student")
-    grade.add_argument("--csv", default="grades.csv", help="output CSV (default: grades.csv)")
-    grade.add_argument("--tests", help="hidden tests folder (default: ../hidden_tests beside "
-                       "SUBMISSIONS if present, else the lessons' own checks)")
+    grade.add_argument("--out", help="folder for this run (default: graded/ beside "
+                       "SUBMISSIONS; if it exists, graded-2/, graded-3/, ...)")
+    grade.add_argument("--tests", help="hidden tests folder (default: hidden_tests/ beside "
+                       "SUBMISSIONS, as `teacher export` lays it out)")
+    defaults = course_sandbox.Limits()
+    grade.add_argument("--time-limit", type=float, default=defaults.time_s, metavar="S",
+                       help=f"seconds per exercise (default {defaults.time_s:g})")
+    grade.add_argument("--memory-limit", type=int, default=defaults.memory_mb, metavar="MB",
+                       help=f"address space per submission (default {defaults.memory_mb})")
+    grade.add_argument("--jobs", type=int, help="submissions graded at once (default: one per "
+                       "CPU core)")
     grade.set_defaults(func=_cmd_teacher_grade)
 
     doctor = sub.add_parser(
@@ -70,11 +91,11 @@ def _cmd_lesson(args: argparse.Namespace) -> int:
         for number, path in course.list_lessons():
             print(f"{number:2d}  {path.stem}")
         return 0
-    target = write_lesson(args.number, Path(args.out), student=not args.solution,
-                                 notebook=args.notebook)
-    print(f"wrote {target}")
+    written = write_lesson(args.number, Path(args.out), student=not args.solution,
+                           notebook=args.notebook)
+    print(written.note)
     if not args.solution:
-        print(f"fill in the TODOs, then run: minitf check {args.number} {target}")
+        print(f"fill in the TODOs, then run: minitf check {args.number} {written.path}")
     return 0
 
 
@@ -87,19 +108,29 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_teacher_export(args: argparse.Namespace) -> int:
-    written = course_teacher.export(args.lessons, Path(args.to))
-    print(f"wrote {len(written)} files under {args.to} (give students {args.to}/release/)")
+    written = course_teacher.export(
+        args.lessons, Path(args.to), secret=args.secret,
+        secret_file=Path(args.secret_file) if args.secret_file else None,
+        gradescope=args.gradescope)
+    print(f"wrote {len(written)} files under {args.to} (give students {args.to}/release/; "
+          f"keep {args.to}/hidden_tests/ to yourself)")
     return 0
 
 
 def _cmd_teacher_grade(args: argparse.Namespace) -> int:
-    rows = course_teacher.grade(Path(args.submissions), Path(args.csv),
-                                Path(args.tests) if args.tests else None)
-    students = sorted({r["student"] for r in rows})
-    for name in students:
-        mine = [r for r in rows if r["student"] == name]
-        print(f"{name}: {sum(r['score'] for r in mine)}/{sum(r['max_score'] for r in mine)}")
-    print(f"wrote {args.csv} ({len(rows)} rows)")
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1; got {args.jobs}")
+    limits = course_sandbox.Limits(time_s=args.time_limit, memory_mb=args.memory_limit)
+    report = course_teacher.grade(Path(args.submissions), Path(args.out) if args.out else None,
+                                  Path(args.tests) if args.tests else None, limits=limits,
+                                  jobs=args.jobs)
+    for name, mine in report.grades.items():
+        print(f"{name}: {sum(g.score for g in mine):g}/{sum(g.points for g in mine):g}")
+    if not report.isolated:
+        print("note: this system has no Landlock, so submissions could read and write your "
+              "files while they ran (see docs/teacher.md)", file=sys.stderr)
+    print(f"graded {len(report.grades)} students in {report.seconds:.0f} s: wrote "
+          f"{report.folder}/gradebook.csv, results.csv and feedback/")
     return 0
 
 

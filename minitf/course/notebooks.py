@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minitf.course import lesson_path
+from minitf.course.files import output_folder, write_atomic
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
 
 # --- student and solution versions -----------------------------------------------------
 
-_DEF = re.compile(r"^\s*(?:async\s+)?def\s+(\w+)")
+_DEF = re.compile(r"^\s*(?:async\s+)?def\s+(\w+)", re.M)
 
 
 def _regions(lines: list[str]) -> list[tuple[int, int]]:
@@ -121,28 +122,56 @@ def _uncomment(line: str) -> str:
     return line[1:] if line.startswith("#") else line
 
 
-def to_notebook(source: str) -> dict:
+BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
+END_HIDDEN = "### END HIDDEN TESTS"
+
+
+def _nbgrader(grade_id: str, *, solution: bool = False, points: float | None = None) -> dict:
+    """nbgrader's cell metadata (schema version 3): a solution cell or a graded test cell."""
+    meta = {"grade": points is not None, "grade_id": grade_id, "locked": points is not None,
+            "schema_version": 3, "solution": solution, "task": False}
+    if points is not None:
+        meta["points"] = points
+    return meta
+
+
+def graded_cell(exercise: str, points: float, hidden: str | None) -> str:
+    """The autograded test cell of an exercise; `hidden` is the code of its hidden tests
+    (None in the students' version, where nbgrader has removed it)."""
+    unit = "point" if points == 1 else "points"
+    lines = [f"# Graded: {exercise}, {points:g} {unit}. Your teacher's hidden test cases run "
+             "here when grading."]
+    if hidden is not None:
+        lines += [BEGIN_HIDDEN, hidden.rstrip("\n"), END_HIDDEN]
+    return "\n".join(lines)
+
+
+def to_notebook(source: str, graded: dict[str, tuple[float, str | None]] | None = None) -> dict:
     """An nbformat-4 notebook (as a dict, ready for json.dump) from a percent-format file.
 
-    Cells holding a solution region get nbgrader's metadata (`solution: true`), so the
-    notebook also works as an nbgrader source notebook.
+    Cells holding a solution region get nbgrader's metadata (`solution: true`). With
+    `graded` ({exercise: (points, hidden test code or None)}), each exercise also gets an
+    autograded test cell (nbgrader's `grade: true` with its points) right after the cell
+    that defines it, so the notebook is an nbgrader source notebook (with the hidden code)
+    or what nbgrader releases from one (None).
     """
     cells = []
     for i, cell in enumerate(parse_cells(source)):
         lines = cell.source.splitlines(keepends=True)
         entry: dict = {"cell_type": cell.kind, "id": f"cell-{i}", "metadata": {}, "source": lines}
-        if cell.kind == "code":
-            entry.update(execution_count=None, outputs=[])
-            if BEGIN_SOLUTION in cell.source or "NotImplementedError(\"TODO" in cell.source:
-                entry["metadata"]["nbgrader"] = {
-                    "grade": False,
-                    "grade_id": f"solution-{i}",
-                    "locked": False,
-                    "schema_version": 3,
-                    "solution": True,
-                    "task": False,
-                }
         cells.append(entry)
+        if cell.kind != "code":
+            continue
+        entry.update(execution_count=None, outputs=[])
+        if BEGIN_SOLUTION in cell.source or "NotImplementedError(\"TODO" in cell.source:
+            entry["metadata"]["nbgrader"] = _nbgrader(f"solution-{i}", solution=True)
+        for name in _DEF.findall(cell.source) if graded else []:
+            if name in graded:
+                points, hidden = graded[name]
+                cells.append({"cell_type": "code", "id": f"graded-{name}", "execution_count": None,
+                              "metadata": {"nbgrader": _nbgrader(f"graded-{name}", points=points)},
+                              "outputs": [], "source": graded_cell(name, points, hidden)
+                              .splitlines(keepends=True)})
     return {
         "cells": cells,
         "metadata": {
@@ -154,19 +183,28 @@ def to_notebook(source: str) -> dict:
     }
 
 
-def notebook_code(notebook: dict) -> str:
-    """The code cells of a notebook joined into one script; IPython `%`/`!` lines dropped."""
-    if not isinstance(notebook, dict) or "cells" not in notebook:
+def code_cells(notebook: dict) -> list[tuple[int, str]]:
+    """(cell number counting every cell from 1, code) for each code cell of a notebook.
+
+    IPython's `%magic` and `!shell` lines become blank lines, so line numbers still match
+    what the learner sees in the cell.
+    """
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
         raise ValueError("not a Jupyter notebook: the JSON has no 'cells' list")
-    parts = []
-    for cell in notebook["cells"]:
-        if cell.get("cell_type") != "code":
+    out = []
+    for number, cell in enumerate(notebook["cells"], start=1):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         src = cell.get("source", "")
-        src = "".join(src) if isinstance(src, list) else src
-        kept = [ln for ln in src.splitlines() if not ln.lstrip().startswith(("%", "!"))]
-        parts.append("\n".join(kept))
-    return "\n\n".join(parts) + "\n"
+        src = "".join(src) if isinstance(src, list) else str(src)
+        kept = ["" if ln.lstrip().startswith(("%", "!")) else ln for ln in src.splitlines()]
+        out.append((number, "\n".join(kept) + "\n"))
+    return out
+
+
+def notebook_code(notebook: dict) -> str:
+    """The code cells of a notebook joined into one script; IPython `%`/`!` lines blanked."""
+    return "\n".join(code for _, code in code_cells(notebook))
 
 
 def read_source(path: Path) -> str:
@@ -183,20 +221,48 @@ def read_source(path: Path) -> str:
     return text
 
 
+@dataclass
+class Written:
+    path: Path  # where the lesson is now
+    note: str  # what happened, for the learner: "wrote ...", "... is unchanged", ...
+
+
 def write_lesson(
     number: int, out_dir: Path, *, student: bool = True, notebook: bool = False
-) -> Path:
-    """Write the student (default) or solution version of a lesson into `out_dir`."""
+) -> Written:
+    """Write the student (default) or solution version of a lesson into `out_dir`.
+
+    Never replaces a file that is already there: when `out_dir` holds the lesson's file
+    with other content (the learner's work, or the other version), the new one is
+    written beside it as NAME.solution.py / NAME.student.py (then -2, -3, ...), and the
+    note says so. Writes through a temp file + rename, so a kill can't leave half a file.
+    """
     path = lesson_path(number)
     source = path.read_text(encoding="utf-8")
     text = to_student(source) if student else to_solution(source)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if notebook:
-        target = out_dir / (path.stem + ".ipynb")
-        target.write_text(json.dumps(to_notebook(text), indent=1, ensure_ascii=False) + "\n",
-                          encoding="utf-8")
-    else:
-        target = out_dir / path.name
-        target.write_text(text, encoding="utf-8")
-    return target
+        text = json.dumps(to_notebook(text), indent=1, ensure_ascii=False) + "\n"
+    out_dir = output_folder(Path(out_dir), "--out")
+    suffix = ".ipynb" if notebook else ".py"
+    target = out_dir / (path.stem + suffix)
+    kind = "student" if student else "solution"
+    if not target.exists():
+        return Written(write_atomic(target, text), f"wrote {target}")
+    if _same(target, text):
+        return Written(target, f"{target} is already there, unchanged")
+    beside = out_dir / f"{path.stem}.{kind}{suffix}"
+    n = 2
+    while beside.exists() and not _same(beside, text):
+        beside = out_dir / f"{path.stem}.{kind}-{n}{suffix}"
+        n += 1
+    if not beside.exists():
+        write_atomic(beside, text)
+    return Written(beside, f"{target.name} is already there with other content (your work?), "
+                   f"so it was left as it is; the {kind} version is in {beside}")
+
+
+def _same(path: Path, text: str) -> bool:
+    try:
+        return path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        return False
