@@ -536,7 +536,10 @@ def run_bpe_train(args: argparse.Namespace) -> int:
     from minitf.corpora import file_corpus
     from minitf.long_text import file_pieces
 
-    n_bytes = file_corpus(args.file).n_bytes  # exists, not empty, UTF-8 (or says where not)
+    with open(args.file, "rb") as f:  # a missing file or a folder: the OS's own error
+        if not f.read(1):
+            raise ValueError(f"{args.file} is empty; give bpe train some text to learn from")
+    n_bytes = file_corpus(args.file).n_bytes  # UTF-8 throughout (or says where not)
     check_gpt2_special(args.special)  # before training, not after it
     pattern = None if args.pattern == "none" else args.pattern
     check_vocab_size(args.vocab_size, args.special)  # before any progress bar is drawn
