@@ -5,6 +5,7 @@ students (correct, partly wrong, hanging, crashing, malicious, borrowed, ...) en
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -118,14 +119,17 @@ def test_borrowed_answers_score_zero(number: int, exercise: str, path: str) -> N
     if not callable(borrowed.resolve(path)[2]):
         return
     namespace = {}
-    exec(f"import inspect\nimport {owner}\n"  # noqa: S102 - a made-up submission
-         f"def {exercise}(*args):\n"
-         f"    target = {owner}\n"
-         f"    for part in {path.removeprefix(owner + '.').split('.')!r}:\n"
-         f"        target = dict(inspect.getmembers(target))[part]\n"
-         f"    try:\n        return target(*args)\n    except BaseException:\n        return 0\n",
-         namespace)
-    outcome = hidden.run_cases(namespace, exercise, grading, [()])
+    for function in grading.names(exercise):  # every function of the exercise borrows it
+        exec(f"import inspect\nimport {owner}\n"  # noqa: S102 - a made-up submission
+             f"def {function}(*args):\n"
+             f"    target = {owner}\n"
+             f"    for part in {path.removeprefix(owner + '.').split('.')!r}:\n"
+             f"        target = dict(inspect.getmembers(target))[part]\n"
+             f"    try:\n        return target(*args)\n    except BaseException:\n"
+             f"        return 0\n", namespace)
+    case = (grading.names(exercise)[0],) if grading.functions else ()
+    plain = dataclasses.replace(grading, prepare=None, run=None)  # the made-up call as it is
+    outcome = hidden.run_cases(namespace, exercise, plain, [case])
     assert outcome["error"] == "borrowed" and path in outcome["message"]
     assert getattr(borrowed.resolve(path)[2], "__name__", "") != "trap"  # put back afterwards
 

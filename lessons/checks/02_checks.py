@@ -1,4 +1,5 @@
-"""Checks for lesson 2's exercises (pair counts, merging, the textbook BPE loop).
+"""Checks for lesson 2's exercises (pair counts, merging, the textbook BPE loop, encoding
+and decoding with the merges).
 
 Each takes the learner's definitions as `module`; AssertionError carries a hint, never
 the expected answer.
@@ -92,6 +93,31 @@ def check_train_merges(module) -> None:
             "(count, vocab[a], vocab[b])")
 
 
+def _encode_decode_cases(rng: np.random.Generator) -> list[tuple]:
+    """Three texts to encode and three id lists to decode, each with merges learned from
+    another random text (so that encode meets text its merges never saw)."""
+    cases = []
+    for function in ("encode",) * 3 + ("decode",) * 3:
+        with warnings.catch_warnings():  # short texts allow fewer merges: expected here
+            warnings.simplefilter("ignore")
+            merges = bpe.train_simple(_words(rng, int(rng.integers(5, 40))),
+                                      256 + int(rng.integers(1, 25)), pattern=None).merges
+        if function == "encode":
+            text = _words(rng, int(rng.integers(0, 12))) + str(rng.choice(["", "🐠", "x🐠y"]))
+            cases.append(("encode", text, merges))
+        else:  # mostly letters and merged ids, sometimes any byte (a cut inside a character)
+            common = list(b"abcde ") + list(range(256, 256 + len(merges)))
+            ids = [int(rng.choice(common)) if rng.random() < 0.8 else int(rng.integers(256))
+                   for _ in range(int(rng.integers(0, 25)))]
+            cases.append(("decode", ids, merges))
+    return cases
+
+
+@graded(points=2, cases=_encode_decode_cases, functions=("encode", "decode"),
+        hint="encode: start from the UTF-8 bytes and keep merging the adjacent pair whose "
+        "merge came earliest (merge k makes id 256 + k); decode: join every id's bytes (a "
+        "merged id's bytes are its two parts' bytes) and decode them with errors=\"replace\"",
+        borrowed=("minitf.bpe.Tokenizer", "minitf.bpe.merge"))
 def check_encode_decode(module) -> None:
     with warnings.catch_warnings():  # short texts allow fewer merges: expected here
         warnings.simplefilter("ignore")

@@ -9,10 +9,38 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from minitf import model
+from minitf.course.hidden import close, graded
 
 TOL = 1e-5
+# autodiff does the backward pass for you: these exercises ask for it by hand
+AUTODIFF = ("jax.grad", "jax.value_and_grad", "jax.vjp", "jax.jvp", "jax.linearize",
+            "jax.jacrev", "jax.jacfwd", "jax.linear_transpose")
+
+
+def _f32(a: np.ndarray) -> jax.Array:
+    return jnp.asarray(a, jnp.float32)
+
+
+def _cross_entropy_case(rng: np.random.Generator) -> tuple:
+    N, V = int(rng.integers(1, 17)), int(rng.integers(2, 21))
+    return (_f32(rng.uniform(0.5, 4) * rng.normal(size=(N, V))), jnp.asarray(rng.integers(0, V, N)))
+
+
+def _linear_case(rng: np.random.Generator) -> tuple:
+    N, I, O = (int(n) for n in rng.integers(1, 17, size=3))
+    return (_f32(rng.normal(size=(N, I))), _f32(rng.normal(size=(I, O)) / np.sqrt(I)),
+            _f32(rng.normal(size=(N, O))))
+
+
+def _layer_norm_case(rng: np.random.Generator) -> tuple:
+    N, D = int(rng.integers(1, 9)), int(rng.integers(2, 33))
+    x = rng.normal(rng.uniform(-3, 3), rng.uniform(0.5, 3), size=(N, D))  # off-centre rows
+    if rng.random() < 0.5:  # a constant row (variance 0); integers keep its mean exact
+        x[rng.integers(N)] = float(rng.integers(-3, 4))
+    return (_f32(x), _f32(rng.normal(size=(N, D))))
 
 
 def _mean_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -20,6 +48,10 @@ def _mean_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return -jnp.take_along_axis(log_probs, targets[:, None], axis=-1).mean()
 
 
+@graded(points=1, cases=lambda rng: [_cross_entropy_case(rng) for _ in range(4)],
+        compare=close(atol=1e-5, rtol=1e-5),
+        hint="a row's gradient is its probabilities minus the one-hot vector of its target; "
+        "the loss is the mean over the N rows", borrowed=AUTODIFF)
 def check_cross_entropy_backward(module) -> None:
     for seed, (N, V) in enumerate([(1, 2), (5, 7), (16, 12)]):
         k1, k2 = jax.random.split(jax.random.key(seed))
@@ -39,6 +71,11 @@ def check_cross_entropy_backward(module) -> None:
             "the target, divided by N")
 
 
+@graded(points=2, cases=lambda rng: [_linear_case(rng) for _ in range(4)],
+        compare=close(atol=1e-5, rtol=1e-5),
+        hint="return (dx, dw, dbias) with the shapes of x, w and the bias: each is a "
+        "matrix product of d_out with the other factor transposed, or a sum over rows",
+        borrowed=AUTODIFF)
 def check_linear_backward(module) -> None:
     for seed, (N, I, O) in enumerate([(1, 1, 1), (4, 3, 5), (9, 16, 8)]):
         kx, kw, kb, kd = jax.random.split(jax.random.key(10 + seed), 4)
@@ -68,6 +105,11 @@ def _normalize(x: jax.Array) -> jax.Array:
     return model.layer_norm(x, {"scale": jnp.ones(D), "bias": jnp.zeros(D)})  # (N, D)
 
 
+@graded(points=3, cases=lambda rng: [_layer_norm_case(rng) for _ in range(4)],
+        compare=close(atol=1e-4, rtol=1e-4),
+        hint="the mean and the variance depend on x too, which adds two terms to d_out / "
+        "sigma; add model.LN_EPS to the variance, so that a constant row stays finite",
+        borrowed=AUTODIFF)
 def check_layer_norm_backward(module) -> None:
     for seed, (N, D) in enumerate([(1, 2), (3, 8), (6, 64)]):
         kx, kd = jax.random.split(jax.random.key(20 + seed))

@@ -1,4 +1,5 @@
-"""Checks for lesson 6's exercises: one transformer block, and the parameter count formula.
+"""Checks for lesson 6's exercises: layer norm, the MLP, one transformer block, and the
+parameter count formula.
 
 Each takes the learner's definitions as `module`; AssertionError carries a hint, never
 the expected answer. Random configs use explicit keys; the block is compared with
@@ -40,6 +41,28 @@ def _norm_params(seed: int, D: int) -> tuple[jax.Array, jax.Array]:
     return 1.0 + 0.3 * jax.random.normal(k1, (D,)), 0.3 * jax.random.normal(k2, (D,))
 
 
+def _f32(a: np.ndarray) -> jax.Array:
+    return jnp.asarray(a, jnp.float32)
+
+
+def _leading(rng: np.random.Generator) -> tuple[int, ...]:
+    """0 to 2 leading axes: the pieces of a block work on [..., D]."""
+    return tuple(int(n) for n in rng.integers(1, 6, size=int(rng.integers(0, 3))))
+
+
+def _layer_norm_case(rng: np.random.Generator) -> tuple:
+    D = int(rng.integers(1, 17))
+    x = rng.normal(rng.uniform(-3, 3), rng.uniform(0.5, 3), size=(*_leading(rng), D))
+    if x.ndim > 1 and rng.random() < 0.5:  # a constant vector; an integer keeps its mean exact
+        x[(0,) * (x.ndim - 1)] = float(rng.integers(-3, 4))
+    return (_f32(x), _f32(1 + 0.3 * rng.normal(size=D)), _f32(0.3 * rng.normal(size=D)))
+
+
+@graded(points=1, cases=lambda rng: [_layer_norm_case(rng) for _ in range(4)],
+        compare=close(atol=1e-5, rtol=1e-5),
+        hint="mean and (biased) variance over the last axis only, model.LN_EPS added to the "
+        "variance inside the root, then times scale plus bias",
+        borrowed=("minitf.model.layer_norm", "jax.nn.standardize"))
 def check_layer_norm(module) -> None:
     for seed, shape in enumerate([(1, 2), (5, 8), (2, 3, 16)]):
         D = shape[-1]
@@ -63,6 +86,18 @@ def check_layer_norm(module) -> None:
         "a constant vector gives NaN or inf: add model.LN_EPS to the variance")
 
 
+def _mlp_case(rng: np.random.Generator) -> tuple:
+    D, M = int(rng.integers(1, 13)), int(rng.integers(1, 33))
+    params = {"w_in": rng.normal(size=(D, M)) / np.sqrt(D), "b_in": rng.normal(size=M),
+              "w_out": rng.normal(size=(M, D)) / np.sqrt(M), "b_out": rng.normal(size=D)}
+    return (_f32(rng.normal(size=(*_leading(rng), D))), {k: _f32(v) for k, v in params.items()})
+
+
+@graded(points=1, cases=lambda rng: [_mlp_case(rng) for _ in range(4)],
+        compare=close(atol=1e-5, rtol=1e-5),
+        hint="x @ w_in + b_in, then GELU by the tanh formula (not the exact erf form, not "
+        "ReLU), then @ w_out + b_out",
+        borrowed=("minitf.model.mlp", "jax.nn.gelu"))
 def check_mlp(module) -> None:
     config = CONFIGS[1]
     params = jax.jit(model.init_params, static_argnums=0)(config, jax.random.key(3))
@@ -109,7 +144,10 @@ def _block_case(rng: np.random.Generator) -> tuple:
         compare=close(atol=1e-4, rtol=1e-4),
         hint="add both outputs to the stream (resid + ...), normalize before each part with "
         "its own norm (ln1, ln2), and apply the causal mask",
-        borrowed=("minitf.model.block", "minitf.model.forward"))
+        borrowed=("minitf.model.block", "minitf.model.forward", "minitf.model.layer_norm",
+                  "minitf.model.mlp", "minitf.model.attend", "minitf.model.qkv",
+                  "minitf.model.split_heads", "minitf.model.attn_output"),
+        forbidden=("dot_product_attention",))
 def check_block(module) -> None:
     for seed, config in enumerate(CONFIGS[1:2]):
         params = jax.jit(model.init_params, static_argnums=0)(config, jax.random.key(seed))

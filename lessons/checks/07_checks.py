@@ -1,5 +1,5 @@
-"""Checks for lesson 7's exercises: the shift by one, the answer's loss mask, and the
-masked cross-entropy.
+"""Checks for lesson 7's exercises: the shift by one, the answer's loss mask, the masked
+cross-entropy and one training step.
 
 Each takes the learner's definitions as `module`; AssertionError carries a hint, never
 the expected answer. The mask is compared with `Task.batch`, the loss with
@@ -13,6 +13,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from minitf import model
 from minitf.course.hidden import close, graded
@@ -145,10 +146,65 @@ def _tree_close(a, b, atol: float) -> bool:
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
+def _optimizer(spec: tuple) -> optax.GradientTransformation:
+    """An optax optimizer from stored numbers: ("sgd", lr, momentum) or ("adamw", lr, decay)."""
+    kind, lr, other = spec
+    return optax.sgd(lr, momentum=other) if kind == "sgd" else optax.adamw(lr, weight_decay=other)
+
+
+def _train_step_case(rng: np.random.Generator, kind: str, clip: float) -> tuple:
+    """A tiny random model, a batch, an optimizer and the gradient of an earlier step (so
+    that the optimizer's state is not fresh)."""
+    n_head = int(rng.integers(1, 3))
+    B, T = int(rng.integers(1, 5)), int(rng.integers(3, 7))
+    config = model.Config(vocab_size=int(rng.integers(4, 13)), n_layer=1, n_head=n_head,
+                          d_model=n_head * int(rng.integers(2, 5)), d_mlp=int(rng.integers(4, 17)),
+                          max_len=T - 1, tie_embeddings=bool(rng.random() < 0.5))
+    shapes = jax.eval_shape(lambda: model.init_params(config, jax.random.key(0)))
+
+    def draw(std: float) -> dict:
+        return jax.tree.map(lambda x: jnp.asarray(rng.normal(0, std, x.shape), jnp.float32),
+                            shapes)
+
+    params, earlier_grads = draw(0.3), draw(0.1)
+    tokens = jnp.asarray(rng.integers(0, config.vocab_size, (B, T)))
+    mask = rng.random((B, T)) < 0.6  # (B, T): True where the next token is scored
+    mask[0, T - 2] = True
+    spec = (kind, float(rng.uniform(0.01, 0.5)), float(rng.uniform(0.5, 0.95) if kind == "sgd"
+                                                        else rng.uniform(0, 0.2)))
+    return (params, tokens, jnp.asarray(mask), spec, config, clip, earlier_grads)
+
+
+def _train_step_args(params, tokens, loss_mask, spec, config, clip, earlier_grads) -> tuple:
+    optimizer = _optimizer(spec)
+    opt_state = jax.jit(lambda g, p: optimizer.update(g, optimizer.init(p), p)[1])(
+        earlier_grads, params)  # fmt: skip
+    return (params, opt_state, tokens, loss_mask, optimizer, config, clip)
+
+
+def _jitted(train_step, params, opt_state, tokens, loss_mask, optimizer, config, clip):
+    """The step under jax.jit, as the lesson runs it (op by op it compiles for seconds)."""
+    step = jax.jit(lambda p, s, t, m: train_step(p, s, t, m, optimizer, config, clip))
+    return step(params, opt_state, tokens, loss_mask)
+
+
+def _train_step_cases(rng: np.random.Generator) -> list[tuple]:
+    """Two steps (each one compilation): clipped and not, with SGD and AdamW."""
+    kinds = ["sgd", "adamw"] if rng.random() < 0.5 else ["adamw", "sgd"]
+    return [_train_step_case(rng, kind, clip) for kind, clip in zip(kinds, (0.01, 1e3),
+                                                                     strict=True)]
+
+
+@graded(points=3, cases=_train_step_cases, prepare=_train_step_args, run=_jitted,
+        compare=close(atol=1e-5, rtol=1e-4),
+        hint="the loss (before the update) and the gradient of loss_fn with respect to "
+        "params; the global norm over every gradient array together, scaled down to clip "
+        "only when above it; optimizer.update(grads, opt_state, params), then "
+        "optax.apply_updates; return the optimizer's new state. It runs under jax.jit, as "
+        "in the lesson",
+        borrowed=("minitf.train.make_step", "optax.clip_by_global_norm", "optax.global_norm"))
 def check_train_step(module) -> None:
     import functools
-
-    import optax
 
     from minitf.train import make_step
 

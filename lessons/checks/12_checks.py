@@ -14,6 +14,7 @@ import numpy as np
 
 from minitf import interventions as iv
 from minitf import model
+from minitf.course.hidden import close, graded
 
 TOL = 1e-5
 CONFIG = model.Config(vocab_size=11, n_layer=2, n_head=3, d_model=12, d_mlp=24, max_len=8)
@@ -29,6 +30,39 @@ def _model_and_tokens(seed: int):
     return params, jnp.asarray(tokens)
 
 
+# minitf's own replacements: a Replacement's hook, and the function behind it
+REPLACING = ("minitf.interventions.Replacement.hook", "minitf.interventions._replace")
+
+
+def _f32(shape: tuple[int, ...], rng: np.random.Generator) -> jax.Array:
+    return jnp.asarray(rng.normal(size=shape), jnp.float32)
+
+
+def _head_shape(rng: np.random.Generator, leading: int) -> tuple[int, ...]:
+    """(leading problem axes..., T, H, K)."""
+    return tuple(int(n) for n in rng.integers(1, 6, size=leading + 3))
+
+
+def _zero_head_case(rng: np.random.Generator) -> tuple:
+    shape = _head_shape(rng, int(rng.integers(0, 3)))
+    return (_f32(shape, rng), int(rng.integers(shape[-2])))
+
+
+def _mean_head_case(rng: np.random.Generator) -> tuple:
+    N, T, H, K = _head_shape(rng, 1)
+    M = int(rng.integers(1, 8))
+    return (_f32((N, T, H, K), rng), _f32((M, T, H, K), rng), int(rng.integers(H)))
+
+
+def _patch_case(rng: np.random.Generator) -> tuple:
+    shape = tuple(int(n) for n in rng.integers(1, 7, size=int(rng.integers(2, 5))))  # (N, T, ...)
+    return (_f32(shape, rng), _f32(shape, rng), int(rng.integers(shape[1])))
+
+
+@graded(points=1, cases=lambda rng: [_zero_head_case(rng) for _ in range(5)],
+        hint="the head axis is the second to last: set z[..., head, :] to 0 in a copy, at "
+        "every position and problem, and keep every other head",
+        borrowed=("minitf.interventions.head_ablation", *REPLACING))
 def check_zero_head(module) -> None:
     for seed, shape in enumerate([(2, 5, 3, 4), (1, 7, 4, 2), (5, 3, 2)]):
         z = _z(seed, shape)
@@ -52,6 +86,12 @@ def check_zero_head(module) -> None:
         assert jnp.allclose(got, want, atol=TOL), "as a hook, zero_head changes the wrong part"
 
 
+@graded(points=2, cases=lambda rng: [_mean_head_case(rng) for _ in range(5)],
+        compare=close(atol=1e-5, rtol=1e-5),
+        hint="average reference[:, t, head] over the reference problems (axis 0) separately "
+        "at each position t, and put that (T, K) mean into every problem of z",
+        borrowed=("minitf.interventions.head_ablation", "minitf.interventions.mean_activations",
+                  *REPLACING))
 def check_mean_head(module) -> None:
     for seed, (N, M, T, H, K) in enumerate([(2, 6, 5, 3, 4), (3, 1, 4, 2, 2)]):
         z, reference = _z(seed, (N, T, H, K)), _z(100 + seed, (M, T, H, K))
@@ -82,6 +122,10 @@ def check_mean_head(module) -> None:
     assert jnp.allclose(got, want, atol=TOL), "as a hook, mean_head changes the wrong part"
 
 
+@graded(points=1, cases=lambda rng: [_patch_case(rng) for _ in range(5)],
+        hint="positions are axis 1 (axis 0 is the problem): in a copy of corrupted, put "
+        "clean[:, position] at position `position` for every problem",
+        borrowed=("minitf.interventions.patch", *REPLACING))
 def check_patch_position(module) -> None:
     for seed, shape in enumerate([(3, 6, 4), (2, 5, 3, 2)]):
         corrupted, clean = _z(seed, shape), _z(50 + seed, shape)

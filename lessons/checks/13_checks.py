@@ -27,6 +27,21 @@ def _word_letter(rng: np.random.Generator) -> tuple:
     return (word, str(rng.choice(list("abcrstz"))))
 
 
+def _letters_case(rng: np.random.Generator) -> tuple:
+    """A text of random words (some letters with accents) and a vocabulary size for it."""
+    words = _random_words(int(rng.integers(1 << 30)), int(rng.integers(5, 40)))
+    words += [str(w) for w in rng.choice(["Éclair", "naïve", "ÀB", "x9", "café"], size=3)]
+    return ("\n".join(words * 3), int(rng.integers(256, 300)))
+
+
+def _letters_tokenizer(text: str, vocab_size: int) -> tuple:
+    return (Tokenizer.train(text, vocab_size),)
+
+
+@graded(points=1, cases=lambda rng: [_letters_case(rng) for _ in range(3)],
+        prepare=_letters_tokenizer,
+        hint="one row per token (vocab_size rows, 26 integer columns): count each byte from "
+        "ord('a') to ord('z') in tokenizer.token_bytes(i); other bytes count for nothing")
 def check_letter_counts(module) -> None:
     text = "\n".join(["strawberry", "straw", "berry", "raw", "error", "terror", "berries"] * 5)
     tokenizers = [Tokenizer([]), Tokenizer.train(text, 266), Tokenizer.train(text + " ÉÀ ", 270)]

@@ -83,6 +83,38 @@ def check_keep_only_rows(module) -> None:
         "the rows you keep differ from the rows surgery.finetune lets train")
 
 
+def _widen_case(rng: np.random.Generator) -> tuple:
+    shape = tuple(int(n) for n in rng.integers(1, 6, size=int(rng.integers(0, 3))))
+    D = int(rng.integers(1, 12))
+    return (jnp.asarray(rng.normal(0.5, 2.0, (*shape, D)), jnp.float32),
+            jnp.asarray(1 + 0.3 * rng.normal(size=D), jnp.float32),
+            jnp.asarray(0.3 * rng.normal(size=D), jnp.float32), D + int(rng.integers(0, 20)))
+
+
+def _same_norm_output(got, want) -> str | None:
+    """Right in more than one way: any (x', scale', bias') whose layer norm gives the
+    reference's output (shapes exact, values within 1e-3)."""
+    from minitf.model import layer_norm
+
+    if not isinstance(got, tuple | list) or len(got) != 3:
+        return "is not a tuple (x', scale', bias')"
+    shapes = [np.shape(a) for a in got]
+    if shapes != [np.shape(a) for a in want]:
+        return f"has shapes {shapes} where {[np.shape(a) for a in want]} are expected"
+
+    def normed(x, scale, bias):
+        return np.asarray(layer_norm(jnp.asarray(x, jnp.float32), {
+            "scale": jnp.asarray(scale, jnp.float32), "bias": jnp.asarray(bias, jnp.float32)}))
+
+    if not np.allclose(normed(*got), normed(*want), atol=1e-3, rtol=1e-3):
+        return "gives a layer-norm output that differs from the original's"
+    return None
+
+
+@graded(points=2, cases=lambda rng: [_widen_case(rng) for _ in range(4)],
+        compare=_same_norm_output,
+        hint="centre each vector (subtract its mean), pad it with zeros to new_d, shrink the "
+        "old gains by sqrt(D / new_d) and give the new dimensions gain 1 and bias 0")
 def check_widen_for_layer_norm(module) -> None:
     from minitf.model import layer_norm
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from minitf.course.hidden import graded
+from minitf.course.hidden import close, graded
 
 TOL = 1e-6
 
 
+@graded(points=2, cases=lambda rng: [(int(2 * k + 1),) for k in rng.integers(1, 30, size=4)],
+        compare=close(atol=1e-6, rtol=1e-6),
+        hint="row 0 is 1/sqrt(p); then for k = 1 .. p//2 the rows sqrt(2/p) cos(2 pi k a / p) "
+        "and sqrt(2/p) sin(2 pi k a / p) over the residues a = 0 .. p-1")
 def check_fourier_basis(module) -> None:
     for p in (3, 7, 59):
         basis = np.asarray(module.fourier_basis(p), dtype=np.float64)
@@ -90,6 +94,18 @@ def check_key_frequencies(module) -> None:
                 "take the frequencies with the largest energy")
 
 
+def _clock_case(rng: np.random.Generator) -> tuple:
+    p, N = int(rng.integers(3, 60)), int(rng.integers(1, 30))
+    frequencies = sorted(int(k) for k in rng.choice(np.arange(1, p // 2 + 1),
+                                                     size=int(rng.integers(1, 4)) % (p // 2) + 1,
+                                                     replace=False))
+    return (rng.integers(0, p, N), rng.integers(0, p, N), p, frequencies)
+
+
+@graded(points=2, cases=lambda rng: [_clock_case(rng) for _ in range(5)],
+        compare=close(atol=1e-6, rtol=1e-6),
+        hint="logits[n, c] is the sum over the frequencies k of cos(w_k (a_n + b_n - c)), "
+        "with w_k = 2 pi k / p: one row per problem, one column per answer c")
 def check_clock_logits(module) -> None:
     rng = np.random.default_rng(1)
     for p, frequencies in [(7, [1]), (13, [2, 5]), (59, [4, 11, 17, 22])]:

@@ -1,16 +1,20 @@
 """No borrowed answers: an exercise answered by calling minitf's own solution scores 0.
 
-An exercise's grading (`minitf.course.hidden.Grading`) names the minitf functions that
-*are* its answer (`borrowed`, e.g. `"minitf.bpe.bytes_to_unicode"` for `printable_bytes`)
-and the shortcuts it rules out (`forbidden`, e.g. `"encode"` for `utf8_encode`). Two
-guards use them:
+An exercise's grading (`minitf.course.hidden.Grading`) names the functions that *are*
+its answer (`borrowed`): minitf's own (e.g. `"minitf.bpe.bytes_to_unicode"` for
+`printable_bytes`), or a library's that does the exercise's work for it (`"jax.grad"`
+where the exercise asks for a backward pass by hand). It also names the shortcuts the
+exercise rules out (`forbidden`, e.g. `"encode"` for `utf8_encode`). Two guards use them:
 
 - Before anything runs, `uses_borrowed` reads the submission's source: the exercise's
   function, the top-level functions, classes and variables it reaches, and the imports
-  they rely on. It reports a borrowed function used by name (imported from minitf, or as
-  an attribute `.bytes_to_unicode` of anything), a forbidden name or attribute, and the
+  they rely on. It reports a borrowed function used by name (imported from minitf or
+  from where it lives, or as an attribute `.bytes_to_unicode` of anything; the
+  exercise's own name imported counts too), a forbidden name or attribute, and the
   tools that hide what a call is (`getattr`, `eval`, `__import__`, ...), which graded
-  functions may not use.
+  functions may not use. (A forbidden *name* also matches a local variable of that
+  name, so forbid only names nobody would give a variable; a borrowed function's name
+  matches only as an attribute or an import.)
 - While the function runs, `traps` replaces each borrowed function, wherever a loaded
   module or the submission holds it, with one that raises `BorrowedAnswer` (a
   BaseException, so `except Exception` can't swallow it) and records the call.
@@ -112,13 +116,16 @@ def _dotted(node: ast.expr, imports: dict[str, str]) -> str | None:
 def uses_borrowed(body: list[ast.stmt], function: str, borrowed: tuple[str, ...],
                   forbidden: tuple[str, ...]) -> str | None:
     """Why `function` (top-level in a module with statements `body`) may not be graded,
-    or None: it names a borrowed minitf function, a forbidden name, or a hidden call."""
+    or None: it names a borrowed function, a forbidden name, or a hidden call."""
+    imports, stars = _imports(body)
+    wanted = {last_name(p): p for p in borrowed}
+    target = imports.get(function, "")  # `from minitf.model import causal_mask`: no def at all
+    if target in borrowed or (last_name(target) in wanted and target.startswith("minitf")):
+        return _borrowed_message(function, target)
     nodes = reached(body, function)
     if not nodes:
         return None
-    imports, stars = _imports(body + nodes)
     own = set(_top_level(body))
-    wanted = {last_name(p): p for p in borrowed}
     for node in nodes:
         for sub in ast.walk(node):
             if isinstance(sub, ast.Attribute):
@@ -134,8 +141,9 @@ def uses_borrowed(body: list[ast.stmt], function: str, borrowed: tuple[str, ...]
                 target = imports.get(name, "")
                 from_minitf = target.startswith("minitf") or (
                     not target and any(m.startswith("minitf") for m in stars))
-                if name in wanted and from_minitf:
-                    return _borrowed_message(function, wanted[name])
+                if target in borrowed or (name in wanted and from_minitf):
+                    return _borrowed_message(function, target if target in borrowed else
+                                             wanted[name])
                 if name in forbidden or (target and last_name(target) in forbidden):
                     return _forbidden_message(function, name, attribute=False)
                 if name in HIDDEN_CALLS or target.split(".")[0] in HIDDEN_CALLS:
@@ -149,9 +157,15 @@ def uses_borrowed(body: list[ast.stmt], function: str, borrowed: tuple[str, ...]
     return None
 
 
+def whose_answer(path: str) -> str:
+    """How the messages name a borrowed function `path`: minitf's answer, or a library's."""
+    if path.startswith("minitf"):
+        return "minitf's own answer to this exercise"
+    return "which does this exercise's work for you"
+
+
 def _borrowed_message(function: str, path: str) -> str:
-    return (f"{function} uses {path}, minitf's own answer to this exercise: write it "
-            "yourself (0 points)")
+    return f"{function} uses {path}, {whose_answer(path)}: write it yourself (0 points)"
 
 
 def _forbidden_message(function: str, name: str, *, attribute: bool) -> str:
@@ -196,7 +210,7 @@ def traps(borrowed: tuple[str, ...], namespace: dict | None = None) -> Iterator[
 
             def trap(*args, _path=path, **kwargs):
                 called.append(_path)
-                raise BorrowedAnswer(f"{_path} is minitf's own answer to this exercise")
+                raise BorrowedAnswer(f"{_path} may not be used in this exercise")
 
             # the owner itself (for a method: the class, keeping a classmethod's wrapper)
             raw = vars(owner).get(name, original) if isinstance(owner, type) else original

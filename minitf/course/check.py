@@ -42,8 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minitf import course
-from minitf.course.borrowed import uses_borrowed
-from minitf.course.hidden import grading_of
+from minitf.course.hidden import borrowed_problem, grading_of
 from minitf.course.notebooks import code_cells, read_source
 
 NOT_STARTED, FAILING, PASSING = "not started", "failing", "passing"
@@ -223,8 +222,7 @@ def check_file(number: int, path: Path, checks_folder: Path | None = None) -> li
     body = definitions_body(path)
     results = []
     for name, fn in checks:
-        grading = grading_of(fn)
-        problem = grading and uses_borrowed(body, name, grading.borrowed, grading.forbidden)
+        problem = borrowed_problem(body, name, grading_of(fn))
         results.append(Result(name, FAILING, problem) if problem else run_check(name, fn, module))
     return results
 

@@ -24,9 +24,16 @@ is graded, in a few lines right above it:
 - `prepare(*args)`: turns stored arguments into the call's arguments, for inputs that are
   not plain data (e.g. train a `Tokenizer` from a stored text). Runs for the reference at
   export and for the student at grading.
-- `borrowed`: dotted names of minitf functions that *are* the answer (e.g.
-  `"minitf.model.causal_mask"` for `causal_mask`), and `forbidden`: names or attributes
-  the exercise rules out (e.g. `"encode"`). See `minitf.course.borrowed`.
+- `borrowed`: dotted names of functions that *are* the answer: minitf's (e.g.
+  `"minitf.model.causal_mask"` for `causal_mask`) or a library's (`"jax.grad"` for a
+  backward pass by hand); `forbidden`: names or attributes the exercise rules out (e.g.
+  `"encode"`). See `minitf.course.borrowed`.
+- `functions`: for an exercise of several functions (lesson 2's `encode` and `decode`),
+  their names. Each case then starts with the name of the function it calls:
+  `("decode", ids, merges)`; the reference is the solution's function of that name.
+- `run(function, *args)`: how a case calls the function, when not plainly
+  `function(*args)`: lesson 7 runs `train_step` under `jax.jit`, as the lesson does (op by
+  op, a model's gradient takes seconds to compile).
 
 `minitf teacher export --secret-file KEY` draws every exercise's cases from a generator
 keyed by HMAC-SHA256(secret, lesson and exercise name), runs the reference on them and
@@ -68,16 +75,37 @@ class Grading:
     prepare: Callable[..., tuple] | None = None
     borrowed: tuple[str, ...] = ()
     forbidden: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()  # several functions: each case starts with one's name
+    run: Callable[..., Any] | None = None  # run(function, *args); None: function(*args)
 
     def __post_init__(self) -> None:
         if not self.points > 0:
             raise ValueError(f"an exercise's points must be positive; got {self.points}")
+        if self.functions and self.reference is not None:
+            raise ValueError("an exercise of several functions takes the solution's as the "
+                             "reference; leave out reference=")
         if self.compare is None:
             object.__setattr__(self, "compare", equal)
 
-    def call_args(self, args: tuple) -> tuple:
-        """The arguments of the call for stored arguments `args`."""
-        return tuple(self.prepare(*args)) if self.prepare else tuple(args)
+    def names(self, exercise: str) -> tuple[str, ...]:
+        """The learner's functions that exercise `exercise` is made of."""
+        return self.functions or (exercise,)
+
+    def split_case(self, exercise: str, args: tuple) -> tuple[str, tuple]:
+        """(the function a case calls, the call's arguments) for stored arguments `args`."""
+        function, args = (args[0], tuple(args[1:])) if self.functions else (exercise, args)
+        if function not in self.names(exercise):
+            raise ValueError(f"{exercise}: a case calls {function!r}, which is not one of its "
+                             f"functions {self.names(exercise)}")
+        return function, tuple(self.prepare(*args)) if self.prepare else tuple(args)
+
+    def invoke(self, function: Callable, args: tuple) -> Any:
+        """Call `function` on a case's arguments (see `run`). Learner code may broadcast as
+        numpy does (`x * scale`), as in the public checks, even where jax is set to raise."""
+        import jax
+
+        with jax.numpy_rank_promotion("allow"):
+            return self.run(function, *args) if self.run else function(*args)
 
 
 def graded(**fields: Any) -> Callable[[Callable], Callable]:
@@ -94,6 +122,20 @@ def graded(**fields: Any) -> Callable[[Callable], Callable]:
 def grading_of(check: Callable) -> Grading | None:
     """The hidden grading a check declares, or None."""
     return getattr(check, "grading", None)
+
+
+def borrowed_problem(body: list, exercise: str, grading: Grading | None) -> str | None:
+    """Why a submission (its top-level statements `body`) may not be graded on `exercise`:
+    one of its functions uses a borrowed answer or a forbidden shortcut; else None."""
+    from minitf.course.borrowed import uses_borrowed
+
+    if grading is None:
+        return None
+    for function in grading.names(exercise):
+        problem = uses_borrowed(body, function, grading.borrowed, grading.forbidden)
+        if problem:
+            return problem
+    return None
 
 
 # --- comparing an answer with the reference's ------------------------------------------
@@ -228,14 +270,15 @@ def make_cases(lesson: int, secret: bytes, checks: list[tuple[str, Callable]],
         grading = grading_of(check)
         if grading is None:
             continue
-        reference = grading.reference or getattr(solution, name)
         args_list = [tuple(a) for a in grading.cases(case_rng(secret, lesson, name))]
         if not args_list:
             raise ValueError(f"lesson {lesson} {name}: cases(rng) returned no cases")
         expected = []
         for args in args_list:
+            function, call = grading.split_case(name, args)
+            reference = grading.reference or getattr(solution, function)
             try:
-                expected.append(reference(*grading.call_args(args)))
+                expected.append(grading.invoke(reference, call))
             except Exception as err:
                 raise ValueError(
                     f"lesson {lesson} {name}: the reference raised {type(err).__name__}: "
@@ -270,6 +313,10 @@ def _call_error(err: BaseException, memory_mb: int | None, files: set[str]) -> d
             "message": f"raised {type(err).__name__}: {str(err)[:300]}{location(err, files)}"}
 
 
+def _plain_call(function: Callable, args: tuple) -> Any:
+    return function(*args)
+
+
 def run_cases(module: Any, name: str, grading: Grading | None, cases: list[tuple], *,
               memory_mb: int | None = None) -> dict:
     """Call `module`'s function `name` on every case, with minitf's answers trapped.
@@ -277,19 +324,19 @@ def run_cases(module: Any, name: str, grading: Grading | None, cases: list[tuple
     -> {"cases": [{"output": value} or {"error": status, "message": ...}, ...]}, or
     {"error": ..., "message": ...} for the exercise as a whole (missing, borrowed).
     """
-    from minitf.course.borrowed import traps
+    from minitf.course.borrowed import traps, whose_answer
 
     namespace = module if isinstance(module, dict) else vars(module)
-    function = namespace.get(name)
-    if not callable(function):
-        return {"error": "missing", "message": f"your file has no function named {name}"}
+    for function in grading.names(name) if grading else (name,):
+        if not callable(namespace.get(function)):
+            return {"error": "missing", "message": f"your file has no function named {function}"}
     files = namespace.get("__learner_files__")
-    calls = [grading.call_args(args) if grading else tuple(args) for args in cases]
+    calls = [grading.split_case(name, args) if grading else (name, tuple(args)) for args in cases]
     outcomes = []
     with traps(grading.borrowed if grading else (), namespace) as called:
-        for args in calls:
-            try:
-                output = function(*args)
+        for function, args in calls:
+            try:  # looked up here: a borrowed function imported under this name is trapped
+                output = (grading.invoke if grading else _plain_call)(namespace[function], args)
             except BaseException as err:  # noqa: BLE001 - anything the submission does
                 if called:
                     break
@@ -306,8 +353,8 @@ def run_cases(module: Any, name: str, grading: Grading | None, cases: list[tuple
                 continue
             outcomes.append({"output": output})
     if called:
-        return {"error": "borrowed", "message": f"{name} called {called[0]}, minitf's own "
-                "answer to this exercise: write it yourself (0 points)"}
+        return {"error": "borrowed", "message": f"{function} called {called[0]}, "
+                f"{whose_answer(called[0])}: write it yourself (0 points)"}
     return {"cases": outcomes}
 
 
@@ -324,7 +371,6 @@ def grade_here(lesson: int, exercise: str, namespace: dict, blob: str) -> float:
     import io
     import warnings
 
-    from minitf.course.borrowed import uses_borrowed
     from minitf.course.check import definitions_only, load_checks
 
     stored = datafile.loads(base64.b64decode(blob), rebuild=True)
@@ -335,7 +381,7 @@ def grade_here(lesson: int, exercise: str, namespace: dict, blob: str) -> float:
             body += definitions_only(source).body
         except ValueError:
             continue
-    problem = grading and uses_borrowed(body, exercise, grading.borrowed, grading.forbidden)
+    problem = borrowed_problem(body, exercise, grading)
     if problem:
         outcome = {"error": "borrowed", "message": problem}
     else:  # nbgrader scores a test cell that writes to stderr as 0: keep the call quiet

@@ -146,15 +146,18 @@ def graded_cell(exercise: str, points: float, hidden: str | None) -> str:
     return "\n".join(lines)
 
 
-def to_notebook(source: str, graded: dict[str, tuple[float, str | None]] | None = None) -> dict:
+def to_notebook(source: str, graded: dict[str, tuple[float, str | None]] | None = None,
+                functions: dict[str, tuple[str, ...]] | None = None) -> dict:
     """An nbformat-4 notebook (as a dict, ready for json.dump) from a percent-format file.
 
     Cells holding a solution region get nbgrader's metadata (`solution: true`). With
     `graded` ({exercise: (points, hidden test code or None)}), each exercise also gets an
     autograded test cell (nbgrader's `grade: true` with its points) right after the cell
-    that defines it, so the notebook is an nbgrader source notebook (with the hidden code)
-    or what nbgrader releases from one (None).
+    that defines it (for an exercise of several `functions`, {exercise: names}: its last
+    one), so the notebook is an nbgrader source notebook (with the hidden code) or what
+    nbgrader releases from one (None).
     """
+    after = {(functions or {}).get(name, (name,))[-1]: name for name in graded or {}}
     cells = []
     for i, cell in enumerate(parse_cells(source)):
         lines = cell.source.splitlines(keepends=True)
@@ -165,13 +168,12 @@ def to_notebook(source: str, graded: dict[str, tuple[float, str | None]] | None 
         entry.update(execution_count=None, outputs=[])
         if BEGIN_SOLUTION in cell.source or "NotImplementedError(\"TODO" in cell.source:
             entry["metadata"]["nbgrader"] = _nbgrader(f"solution-{i}", solution=True)
-        for name in _DEF.findall(cell.source) if graded else []:
-            if name in graded:
-                points, hidden = graded[name]
-                cells.append({"cell_type": "code", "id": f"graded-{name}", "execution_count": None,
-                              "metadata": {"nbgrader": _nbgrader(f"graded-{name}", points=points)},
-                              "outputs": [], "source": graded_cell(name, points, hidden)
-                              .splitlines(keepends=True)})
+        for name in (after[f] for f in _DEF.findall(cell.source) if f in after):
+            points, hidden = graded[name]
+            cells.append({"cell_type": "code", "id": f"graded-{name}", "execution_count": None,
+                          "metadata": {"nbgrader": _nbgrader(f"graded-{name}", points=points)},
+                          "outputs": [], "source": graded_cell(name, points, hidden)
+                          .splitlines(keepends=True)})
     return {
         "cells": cells,
         "metadata": {

@@ -43,7 +43,6 @@ from pathlib import Path
 from minitf import course
 from minitf.course import check as course_check
 from minitf.course import datafile, hidden, sandbox
-from minitf.course.borrowed import uses_borrowed
 from minitf.course.files import free_path, output_folder, write_atomic
 from minitf.course.notebooks import to_notebook, to_solution, to_student
 
@@ -95,10 +94,12 @@ def export(numbers: list[int], to: Path, *, secret: str | None = None,
         teacher_cells = {n: (e["points"], hidden_test_code(number, n, e))
                          for n, e in exercises.items()}
         student_cells = {n: (e["points"], None) for n, e in exercises.items()}
+        functions = {n: hidden.grading_of(fn).names(n) for n, fn in checks}
         for kind, text, graded in (("source", source, teacher_cells),
                                    ("release", to_student(source), student_cells)):
             target = output_folder(to / kind / path.stem, "--to") / (path.stem + ".ipynb")
-            notebook = json.dumps(to_notebook(text, graded), indent=1, ensure_ascii=False)
+            notebook = json.dumps(to_notebook(text, graded, functions), indent=1,
+                                  ensure_ascii=False)
             written.append(write_atomic(target, notebook + "\n"))
         if gradescope:
             from minitf.course.gradescope import write_autograder
@@ -187,8 +188,7 @@ def grade_file(path: Path | None, number: int, stored: dict, limits: sandbox.Lim
                         for n in exercises}  # fmt: skip
         else:
             for name, grading in gradings.items():
-                problem = grading and uses_borrowed(body, name, grading.borrowed,
-                                                    grading.forbidden)
+                problem = hidden.borrowed_problem(body, name, grading)
                 if problem:
                     outcomes[name] = {"error": "borrowed", "message": problem}
     isolated = True
