@@ -219,6 +219,8 @@ def run_demo_text(args: argparse.Namespace, model_flags: tuple[str, ...],
     print(lens.table(position=position, k=3))
     _demo_figures(args.out, task, lens, np.asarray(untrained["embed"]),
                   np.asarray(params["embed"]))  # fmt: skip
+    page = _demo_page(args.out, params, config, task)
+    print(f"wrote {page}: open it in your browser to explore the model (works offline)")
     print(f"\ndone in {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -272,6 +274,19 @@ def _demo_lens(params: Params, config: Config, tokenizer: TokenizerLike):
     ids = tokenizer.encode(DEMO_SENTENCE)[: config.max_len]
     lens = logit_lens(params, config, ids, tokenizer=tokenizer)
     return lens, middle_position(lens, config, ids)
+
+
+def _demo_page(out: Path, params: Params, config: Config, task: TextTask) -> Path:
+    """The demo's explore.html on two lines of validation text (no tuned lens: one fitted
+    on text would take longer than the page; `minitf explore` draws the same page)."""
+    from minitf.explore.data import default_inputs
+    from minitf.explore.page import write_page
+
+    spec = {"name": task.name, **task.spec}
+    inputs = default_inputs(spec, tokenizer=task.tokenizer, validation=task.val_ids,
+                            max_len=config.max_len)  # fmt: skip
+    return write_page(out / "explore.html", params, config, task.tokenizer, inputs, task=spec,
+                      hint=f"Type your own inputs: minitf explore {out} --serve")  # fmt: skip
 
 
 def _demo_figures(out: Path, task: TextTask, lens, before: np.ndarray, after: np.ndarray) -> None:

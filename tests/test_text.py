@@ -17,10 +17,12 @@ from hypothesis import strategies as st
 from minitf import corpora, long_text
 from minitf.bpe import PATTERNS, Tokenizer
 from minitf.cli import main
+from minitf.explore import data as explore_data
 from minitf.lens import lens_depth, logit_lens
 from minitf.model import init_params
 from minitf.sample import generate, generate_long
 from minitf.text import (
+    DEMO_PROMPT,
     bits_per_byte,
     score_windows,
     text_task,
@@ -287,6 +289,49 @@ def test_lens_on_a_text_checkpoint_shows_pieces(text_run, capsys, tmp_path):
     assert (tmp_path / "l.png").is_file()
 
 
+def _page_data(path) -> dict:
+    page = path.read_text(encoding="utf-8")
+    return json.loads(page.split('id="minitf-data">')[1].split("</script>")[0])
+
+
+def test_explore_a_text_checkpoint_shows_lines_of_its_validation_text(text_run, capsys):
+    assert main(["explore", str(text_run)]) == 0
+    assert f"wrote {text_run / 'explore.html'}" in capsys.readouterr().out
+    data = _page_data(text_run / "explore.html")
+    ckpt = load_checkpoint(text_run / "checkpoint")
+    val_text = ckpt.tokenizer.decode(ckpt.data["validation"].tolist())
+    texts = [a["text"] for a in data["inputs"]]
+    assert len(texts) == 2 and len(set(texts)) == 2
+    for a in data["inputs"]:  # whole sentences of text the model never trained on
+        assert a["text"] in val_text.splitlines() and a["text"][0].isupper()
+        assert len(a["ids"]) <= ckpt.config.max_len and a["note"] is None
+    assert "language model (sentences.txt, bpe tokens)" in data["title"]
+    # typed inputs still win, and a text task's spec alone gives the sample prompt
+    assert main(["explore", str(text_run), "--text", "The cat sat"]) == 0
+    assert [a["text"] for a in _page_data(text_run / "explore.html")["inputs"]] == ["The cat sat"]
+    assert explore_data.default_inputs(ckpt.task) == [DEMO_PROMPT]
+
+
+def test_validation_sentences_fit_the_context():
+    tok = Tokenizer.train(sentences(200), 300)
+    long_line = "Then " + " ".join(WORDS * 5) + "."
+    ids = np.asarray(tok.encode("half a line\n" + long_line + "\n" + sentences(50)))
+    got = explore_data.validation_sentences(tok, ids, max_len=12)
+    assert len(got) == 2 and got[0] == " ".join(long_line.split(" ")[: len(got[0].split(" "))])
+    assert all(len(tok.encode(line)) <= 12 and line[0].isupper() for line in got)
+    short = explore_data.validation_sentences(tok, np.asarray(tok.encode("no prose here")), 64)
+    assert short == ["no prose here"]  # no line to choose: the text itself
+
+
+def test_train_text_refuses_a_folder_holding_a_run(text_run, corpus_file, capsys):
+    argv = ["train", "text", "--corpus", str(corpus_file), "--vocab-size", "300", "--seq-len",
+            "16", "--steps", "2", "--out", str(text_run), "--no-progress", *TINY]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run (a checkpoint at step 30)" in err and "--overwrite" in err
+    assert load_checkpoint(text_run / "checkpoint").step == 30  # untouched
+
+
 @pytest.mark.parametrize(
     ("make", "args", "message"),
     [
@@ -405,5 +450,10 @@ def test_demo_text_writes_everything_it_promises(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["task"] == "text" and metrics["bits_per_byte"] > 0
     for name in ("checkpoint/params.npz", "checkpoint/tokenizer.bpe", "loss.png",
-                 "lens_heatmap.png", "embeddings.png"):  # fmt: skip
+                 "lens_heatmap.png", "embeddings.png", "explore.html"):  # fmt: skip
         assert (out / name).is_file(), f"the demo did not write {name}"
+    assert len(_page_data(out / "explore.html")["inputs"]) == 2  # lines of validation text
+    # like `minitf demo`: a folder holding a run is refused before any work
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run (a checkpoint at step 4)" in err and "--overwrite" in err

@@ -22,7 +22,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Write one self-contained HTML file (works offline, from file://) that "
         "shows the logit lens, every attention head, the direct logit attribution and the "
         "embedding map of the model in CKPT for a few inputs, all linked. A toy-task model "
-        "shows a few test problems with its answers unless you give --text. With --serve, "
+        "shows a few test problems with its answers unless you give --text, a language "
+        "model (`minitf train text`) two lines of its validation text. With --serve, "
         "serve the page on 127.0.0.1 and type any input into it.",
     )
     explore.add_argument("checkpoint", type=Path, metavar="CKPT",
@@ -91,6 +92,7 @@ def _tuned_lens(args: argparse.Namespace, ckpt, folder: Path):
 
 def _cmd_explore(args: argparse.Namespace) -> int:
     from minitf.explore import server
+    from minitf.explore.data import default_inputs, is_text_model
     from minitf.explore.page import check_writable, write_page
 
     if args.port is not None and not args.serve:
@@ -111,14 +113,18 @@ def _cmd_explore(args: argparse.Namespace) -> int:
             "merges.txt), so no text can be shown"
         )
     tuned = _tuned_lens(args, ckpt, _model_folder(args.checkpoint))
+    inputs = args.text
+    if inputs is None and is_text_model(ckpt.task):  # lines of its own validation text
+        inputs = default_inputs(ckpt.task, tokenizer=ckpt.tokenizer, max_len=ckpt.config.max_len,
+                                validation=ckpt.data.get("validation"))  # fmt: skip
     if args.serve:
         port = 8000 if args.port is None else args.port
-        httpd = server.make_server(ckpt.params, ckpt.config, ckpt.tokenizer, args.text,
+        httpd = server.make_server(ckpt.params, ckpt.config, ckpt.tokenizer, inputs,
                                    task=ckpt.task, tuned=tuned, port=port)  # fmt: skip
         server.serve(httpd)
         return 0
     hint = f"Type your own inputs: minitf explore {args.checkpoint} --serve"
-    path = write_page(out, ckpt.params, ckpt.config, ckpt.tokenizer, args.text, task=ckpt.task,
+    path = write_page(out, ckpt.params, ckpt.config, ckpt.tokenizer, inputs, task=ckpt.task,
                       tuned=tuned, hint=hint)  # fmt: skip
     size = path.stat().st_size
     print(f"wrote {path} ({size / 1024:.0f} KB, {time.perf_counter() - start:.1f} s): open it "

@@ -51,9 +51,24 @@ def toy_task(task: Task | dict | None) -> Task | None:
     return make_task(**task)
 
 
-def default_inputs(task_spec: Task | dict | None, n: int = N_DEFAULT) -> list[str]:
+def is_text_model(task: Task | dict | None) -> bool:
+    """Does the checkpoint record a language model (`minitf train text`)?"""
+    return isinstance(task, dict) and task.get("name") == "text"
+
+
+def default_inputs(task_spec: Task | dict | None, n: int = N_DEFAULT, *, tokenizer: Any = None,
+                   validation: np.ndarray | None = None,
+                   max_len: int | None = None) -> list[str]:  # fmt: skip
     """The inputs a page shows when none are given: a toy task's test prompts (the
-    page adds the model's answers). A checkpoint without a task needs --text."""
+    page adds the model's answers); for a language model, sentences of its validation
+    text (`validation`: its token ids, as a text checkpoint keeps them) or, without
+    them, the prompt its samples start from. Any other model needs --text."""
+    if is_text_model(task_spec):
+        if validation is not None and tokenizer is not None and len(validation):
+            return validation_sentences(tokenizer, validation, max_len or 64)
+        from minitf.text import DEMO_PROMPT
+
+        return [DEMO_PROMPT]
     task = toy_task(task_spec)
     if task is None:
         raise ValueError(
@@ -62,6 +77,31 @@ def default_inputs(task_spec: Task | dict | None, n: int = N_DEFAULT) -> list[st
         )
     prompts, _ = task.problems(np.random.default_rng(0), n, "test")  # (n, P)
     return [task.tokenizer.decode(p) for p in prompts]
+
+
+def validation_sentences(tokenizer: Any, ids: np.ndarray, max_len: int, n: int = 2,
+                         n_tokens: int = 100_000) -> list[str]:  # fmt: skip
+    """`n` lines of validation text that read like prose (a capital letter first, words,
+    a full stop), evenly spaced through its first `n_tokens` tokens, each cut at a word to
+    fit `max_len` tokens. Lines of any kind, or the text itself, where there are none."""
+    text = tokenizer.decode([int(i) for i in ids[:n_tokens]])
+    lines = [line.strip() for line in text.splitlines()][1:]  # the first may start mid-line
+    prose = [line for line in lines if len(line) >= 30 and line[0].isupper()
+             and line.endswith(".") and " " in line]  # fmt: skip
+    pool = prose or [line for line in lines if len(line.split()) >= 3] or [text.strip()]
+    picked = [pool[i] for i in np.linspace(0, len(pool) - 1, min(n, len(pool))).astype(int)]
+    return [_fit(tokenizer, line, max_len) for line in dict.fromkeys(picked)]
+
+
+def _fit(tokenizer: Any, line: str, max_len: int) -> str:
+    """`line`, cut after a whole word, so that it encodes to at most `max_len` tokens."""
+    words = line.split(" ")
+    while len(words) > 1 and len(tokenizer.encode(" ".join(words))) > max_len:
+        words = words[: max(1, len(words) * 3 // 4)]
+    fitted = " ".join(words)
+    while len(tokenizer.encode(fitted)) > max_len:  # one long word: cut characters
+        fitted = fitted[: len(fitted) * 3 // 4]
+    return fitted
 
 
 def _prompt_pattern(task: Task) -> tuple[dict[int, int], set[int]]:
@@ -287,11 +327,14 @@ def fit_tuned_lens(
 # --- the whole page ------------------------------------------------------------------------
 
 
-def describe(config: Config, task: Task | None) -> str:
+def describe(config: Config, task: Task | dict | None) -> str:
     """One line about the model, for the page's title."""
     what = "model"
-    if task is not None:  # e.g. "addition (digits 3, reverse_answer False)"
-        what = f"{task.name} ({', '.join(f'{k} {v}' for k, v in task.spec.items())})"
+    if is_text_model(task):  # e.g. "language model (python-docs, bpe tokens)"
+        corpus = task.get("corpus", {}).get("name", "a corpus")
+        what = f"language model ({corpus}, {task.get('tokenizer', 'bpe')} tokens)"
+    elif (toy := toy_task(task)) is not None:  # e.g. "addition (digits 3, reverse_answer False)"
+        what = f"{toy.name} ({', '.join(f'{k} {v}' for k, v in toy.spec.items())})"
     return (f"{what}: {config.n_layer} blocks x {config.n_head} heads, d_model "
             f"{config.d_model}, vocabulary {config.vocab_size}")  # fmt: skip
 
@@ -311,17 +354,21 @@ def page_data(
 
     `task` is the toy task (a Task, or its spec as checkpoints store it: {"name":
     "addition", "digits": 3, ...}): its prompts are completed with the model's answers,
-    and without `inputs` the page shows a few of its test problems.
+    and without `inputs` the page shows a few of its test problems. A language model's
+    spec ({"name": "text", ...}) gives its sample prompt instead (`default_inputs`).
     """
-    task = toy_task(task)
-    inputs = default_inputs(task) if inputs is None else list(inputs)
+    if inputs is None:
+        inputs = default_inputs(task, tokenizer=tokenizer, max_len=config.max_len)
+    inputs = list(inputs)
     if not inputs:
         raise ValueError("give the page at least one input to show")
+    about = describe(config, task)
+    task = toy_task(task)
     analyses = [analyze(params, config, tokenizer, text, task=task, tuned=tuned) for text in inputs]
     focus = [i for a in analyses for i in a["ids"]]
     return {
         "format": FORMAT,
-        "title": title or f"minitf explore: {describe(config, task)}",
+        "title": title or f"minitf explore: {about}",
         "model": {"n_layer": config.n_layer, "n_head": config.n_head,
                   "d_model": config.d_model, "vocab_size": config.vocab_size,
                   "max_len": config.max_len},  # fmt: skip
