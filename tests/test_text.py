@@ -332,6 +332,29 @@ def test_train_text_refuses_a_folder_holding_a_run(text_run, corpus_file, capsys
     assert load_checkpoint(text_run / "checkpoint").step == 30  # untouched
 
 
+def test_ctrl_c_stops_train_text_and_says_where_the_checkpoint_is(corpus_file, tmp_path, cache):
+    """As `minitf train TASK` does (tests/test_interrupts.py): a Ctrl-C between steps."""
+    import subprocess
+    import sys
+
+    from minitf import faults
+
+    out = tmp_path / "run"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu", "MINITF_CACHE": str(cache),
+           faults.ENV: "sigint@after-step-3"}  # fmt: skip
+    argv = [sys.executable, "-m", "minitf", "train", "text", "--corpus", str(corpus_file),
+            "--vocab-size", "300", "--seq-len", "16", "--steps", "100000", "--batch-size", "8",
+            "--out", str(out), "--no-progress", *TINY]  # fmt: skip
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "validation loss" not in done.stdout
+    assert (f"interrupted after step 3; the checkpoint is in {out / 'checkpoint'} (continue "
+            "with --resume") in done.stderr  # fmt: skip
+    ckpt = load_checkpoint(out / "checkpoint")
+    assert ckpt.step == 3 and len(ckpt.data["validation"]) > 0
+
+
 @pytest.mark.parametrize(
     ("make", "args", "message"),
     [
