@@ -44,6 +44,7 @@ from minitf.explore.commands import add_commands as add_explore_commands
 from minitf.explore.page import write_demo_page
 from minitf.interrupts import Interrupted
 from minitf.lens import logit_lens
+from minitf.memory import count_params_of
 from minitf.run_folder import holds_run
 from minitf.sample import generate
 from minitf.tasks import EVAL_SEED, TASKS, config_for, make_task, train_defaults
@@ -51,7 +52,6 @@ from minitf.train import (
     PeerLost,
     check_eval_n,
     check_seed,
-    count_params_of,
     interrupted_message,
     train,
 )

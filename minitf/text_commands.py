@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from minitf import interrupts
 from minitf.checkpoint import Checkpoint, write_json
 from minitf.interrupts import Interrupted
+from minitf.memory import count_params_of
 from minitf.model import Config, Params
 from minitf.text import (
     DEMO_PROMPT,
@@ -37,7 +38,7 @@ from minitf.text import (
     validation_windows,
 )
 from minitf.tokens import TokenizerLike
-from minitf.train import TrainConfig, count_params_of, interrupted_message, train
+from minitf.train import TrainConfig, interrupted_message, train
 
 TEXT_FLAGS = ("corpus", "tokenizer", "vocab_size", "seq_len")  # flags of `train text` only
 FINAL_EVAL_N = 2000  # validation windows for the report at the end (and `minitf eval`)

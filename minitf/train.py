@@ -79,6 +79,7 @@ from minitf.checkpoint import (
     write_json,
 )
 from minitf.hosts import PeerLost, agree_across_hosts, all_ready
+from minitf.memory import check_memory, count_params_of
 from minitf.model import Config, Params, forward, init_params
 from minitf.run_folder import METRICS, claim
 from minitf.tokens import TokenizerLike
@@ -97,7 +98,6 @@ __all__ = [
     "make_step",
     "data_mesh",
     "check_model_fits",
-    "check_memory",
     "train",
 ]
 
@@ -365,59 +365,6 @@ def check_model_fits(config: Config, task: Trainable) -> None:
             f"small for task {task.name}: it needs vocab_size >= {task.tokenizer.vocab_size} "
             f"and max_len >= {reads}; build it with minitf.tasks.config_for(task)"
         )
-
-
-def check_memory(config: Config, batch_size: int, seq_len: int) -> None:
-    """A ValueError before any work when a run can't fit in memory (say `--d-model 100000`
-    or `--batch-size 100000000`), instead of minutes of silence and a crash."""
-    need = memory_needed(config, batch_size, seq_len)
-    have = _memory_available()
-    if have is not None and need > have:
-        raise ValueError(
-            f"this run needs about {need / 1e9:,.1f} GB of memory (a model of "
-            f"{count_params_of(config):,} parameters with its gradients and optimizer state, "
-            f"and the activations of {batch_size:,} sequences of {seq_len} tokens) but "
-            f"{have / 1e9:,.1f} GB is available; make the model smaller (--d-model, "
-            "--n-layer, --d-mlp) or the batch (--batch-size)"
-        )
-
-
-def count_params_of(config: Config) -> int:
-    """The parameters `init_params(config)` makes, by formula (no arrays are built)."""
-    D, M, V, L = config.d_model, config.d_mlp, config.vocab_size, config.n_layer
-    per_block = 4 * D * D + 2 * D * M + 9 * D + M  # w_qkv, w_out, w_in, w_out, biases, norms
-    unembed = 0 if config.tie_embeddings else V * D
-    return V * D + config.max_len * D + L * per_block + 2 * D + unembed
-
-
-def memory_needed(config: Config, batch_size: int, seq_len: int) -> int:
-    """Bytes a training step needs, roughly: float32 parameters, their new values, the
-    gradients and Adam's two moments (5 copies), plus the activations the backward pass
-    keeps for each token (per layer about 16 D + 4 M + 3 H T numbers, and 4 V for the
-    logits and their gradient)."""
-    D, M, H, L = config.d_model, config.d_mlp, config.n_head, config.n_layer
-    per_token = L * (16 * D + 4 * M + 3 * H * seq_len) + 4 * config.vocab_size
-    return 4 * (5 * count_params_of(config) * jax.local_device_count()
-                + batch_size * seq_len * per_token)  # fmt: skip
-
-
-def _memory_available() -> int | None:
-    """The accelerators' memory (all local devices), else the host's free memory; None
-    where it can't be read."""
-    stats = [device.memory_stats() for device in jax.local_devices()]
-    if all(stats) and all("bytes_limit" in s for s in stats):
-        return sum(s["bytes_limit"] - s.get("bytes_in_use", 0) for s in stats)
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 # --- the loop ------------------------------------------------------------------------------

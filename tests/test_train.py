@@ -270,8 +270,8 @@ def test_one_step_runs():
 
 
 def test_memory_estimate_refuses_a_model_that_cannot_fit():
+    from minitf.memory import count_params_of
     from minitf.model import count_params
-    from minitf.train import count_params_of
 
     for config in (TINY, config_for(TASK, n_layer=3, n_head=2, d_model=8, d_mlp=24,
                                     tie_embeddings=True)):  # fmt: skip
