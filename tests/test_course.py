@@ -315,3 +315,21 @@ def test_gpt2_dir_looks_at_the_variable_the_shared_folder_then_transformers_cach
     assert course.gpt2_dir() == mine
     (mine / "merges.txt").unlink()  # half a tokenizer is not one
     assert course.gpt2_dir() == shared
+
+
+def test_the_library_never_imports_the_course():
+    """Only the command table (cli.py) reaches into the course wing; the library below it
+    (model, train, lens, ...) reads without it."""
+    import ast
+
+    package = Path(course.__file__).resolve().parents[1]
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package).as_posix()
+        if relative.startswith("course/") or relative in {"cli.py", "__main__.py"}:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [f"{node.module}.{a.name}" for a in node.names]
+                     if isinstance(node, ast.ImportFrom) and node.module else [])
+            assert not [n for n in names if n.startswith("minitf.course")], (
+                f"minitf/{relative} imports the course wing")

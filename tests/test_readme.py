@@ -16,3 +16,14 @@ def test_library_example_runs(capsys):
     printed = capsys.readouterr().out.splitlines()
     assert float(printed[0]) > 0.99  # the model learned addition (exact match)
     assert printed[1].startswith("logit lens: the token after position 7")
+
+
+def test_every_linked_file_exists():
+    """Figures and files the README and docs link to are in the repository."""
+    root = README.parent
+    for page in [README, *sorted((root / "docs").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#\s]+)\)", text):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            assert (page.parent / target).exists(), f"{page.name} links to {target}, not there"
