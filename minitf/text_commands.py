@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import time
+import unicodedata
 from pathlib import Path
 
 import jax
@@ -37,7 +38,7 @@ from minitf.text import (
     token_byte_lengths,
     validation_windows,
 )
-from minitf.tokens import TokenizerLike
+from minitf.tokens import TokenizerLike, hex_bytes
 from minitf.train import TrainConfig, interrupted_message, train
 
 TEXT_FLAGS = ("corpus", "tokenizer", "vocab_size", "seq_len")  # flags of `train text` only
@@ -227,8 +228,15 @@ def run_demo_text(args: argparse.Namespace, model_flags: tuple[str, ...],
 
 
 def _one_line(text: str, width: int = 110) -> str:
-    flat = text.replace("\n", "⏎")
+    """A sample on one line: newlines as ⏎, other line breaks and control characters as
+    their bytes (`<0x1C>`), so a terminal shows what the model wrote."""
+    flat = "".join("⏎" if ch == "\n" else ch if ch in " \t" or not _breaks_or_controls(ch)
+                   else hex_bytes(ch.encode("utf-8")) for ch in text)  # fmt: skip
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _breaks_or_controls(ch: str) -> bool:
+    return unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"}
 
 
 def _print_neighbours(task: TextTask, before: np.ndarray, after: np.ndarray) -> None:

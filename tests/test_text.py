@@ -480,3 +480,14 @@ def test_demo_text_writes_everything_it_promises(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "already holds a run (a checkpoint at step 4)" in err and "--overwrite" in err
+
+
+def test_a_sample_prints_on_one_line_whatever_the_model_wrote():
+    """Line breaks other than newline (a model may write \\x1c or U+2028) never split a
+    sample's line; they show as their bytes."""
+    from minitf.text_commands import _one_line
+
+    shown = _one_line("a\nb\x1cc\u2028d\x0f é\tz")
+    assert shown == "a⏎b<0x1C>c<0xE2><0x80><0xA8>d<0x0F> é\tz"
+    assert len(shown.splitlines()) == 1
+    assert _one_line("x" * 200, width=10) == "x" * 9 + "…"

@@ -157,7 +157,8 @@ class TextModel:
 
 
 def trained_text_model(seed: int = 0) -> TextModel:
-    """The course's language model, trained once (about 30 s) and then loaded from the cache.
+    """The course's language model, trained once (under a minute on 2 cores) and then
+    loaded from the cache.
 
     While it trains, the model continues TEXT_PROMPT at each of TEXT_SNAPSHOTS (temperature
     0.8, a fixed key) and its validation loss is measured there; those records are cached
