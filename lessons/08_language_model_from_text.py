@@ -301,7 +301,7 @@ plt.close(fig)
 # | untrained BPE model (step 0) | val loss about log 1024 = 6.93 (within 0.15) |
 # | character model / BPE model: val loss vs unigram entropy | both below it |
 # | per token: character vs BPE val loss | 2.34 vs 4.39 nats (quick 2.64 vs 4.64): character lower |
-# | per byte: BPE vs character bits per byte | 2.37 vs 3.37 (quick 2.50 vs 3.80): BPE lower by 0.3+ |
+# | per byte: BPE vs character bits/byte | 2.37 vs 3.37 (quick 2.50 vs 3.80): BPE lower by 0.3+ |
 # | validation loss at the snapshots | falls at every one |
 # | word share at T = 1: untrained / trained | 40% / 68% (higher by 20 points or more) |
 # | greedy vs T = 1: distinct trigrams | 1-4% vs 100%: greedy repeats (lower by 0.2 or more) |
