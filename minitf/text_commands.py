@@ -149,8 +149,9 @@ def _corpus_note(args: argparse.Namespace) -> str:
 def checkpoint_score(ckpt: Checkpoint, n: int, seed: int | None) -> TextScore:
     """A text checkpoint on `n` validation windows of its own validation text."""
     if "validation" not in ckpt.data or ckpt.tokenizer is None:
-        raise ValueError("this text checkpoint has no validation tokens (data.npz) or no "
-                         "tokenizer; it was not written by `minitf train text`")  # fmt: skip
+        raise ValueError("this text model has no validation tokens (data.npz) or no "
+                         "tokenizer to score it with (a folder from `minitf export` keeps "
+                         "neither): evaluate the `minitf train text` run it came from")
     windows = validation_windows(ckpt.data["validation"], ckpt.config.max_len, n,
                                  EVAL_SEED if seed is None else seed)  # fmt: skip
     return score_windows(ckpt.params, ckpt.config, windows, token_byte_lengths(ckpt.tokenizer))
