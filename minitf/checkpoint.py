@@ -393,17 +393,35 @@ def _warn_if_not_finite(arrays: dict[str, np.ndarray], path: Path) -> None:
         )
 
 
-def write_json(path: str | os.PathLike, data: dict | list) -> None:
-    """Write JSON through a temp file + rename, so a reader (or a kill) never sees half a
-    file: `path` holds the old content or the new one, also after a power cut."""
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write `data` (text as UTF-8) to `path` so that nobody ever sees half a file.
+
+    The bytes go to a temp file beside `path`, are flushed to the disk, and the temp file
+    is renamed over `path`: a reader, a kill or a full disk leaves the old content or the
+    new one, also after a power cut. An existing file keeps its permissions. Everything
+    minitf writes for a user (run records, pages, the course's files) goes through here.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
     try:
-        _write_text(tmp, json.dumps(data, indent=1))
-        faults.point("json-written")
+        with open(tmp, "xb") as f:
+            os.chmod(tmp, mode)
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        faults.point("file-written")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync(path.parent)
+    return path
+
+
+def write_json(path: str | os.PathLike, data: dict | list) -> None:
+    """Write JSON atomically (`write_atomic`), making the folder if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(data, indent=1))

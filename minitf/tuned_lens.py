@@ -27,6 +27,7 @@ its `translate`, and training uses `minitf.train.make_step` like every other tra
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 
 import jax
@@ -34,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from minitf.checkpoint import write_atomic
 from minitf.lens import LensResult, layer_names, lens_log_probs, logit_lens, residuals
 from minitf.model import Config, Params, logits_from_resid
 from minitf.tokens import TokenizerLike
@@ -80,12 +82,9 @@ TUNED_LENS_FILE = "tuned_lens.npz"  # in a checkpoint folder: the tuned lens of 
 
 def save_tuned_lens(tuned: TunedLens, path: str | Path) -> Path:
     """Write the translators to one .npz (weights (L, D, D), biases (L, D)); atomic."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:  # a file object, so numpy doesn't append ".npz" to the name
-        np.savez(f, weights=np.asarray(tuned.weights), biases=np.asarray(tuned.biases))
-    tmp.replace(path)
-    return path
+    buffer = io.BytesIO()
+    np.savez(buffer, weights=np.asarray(tuned.weights), biases=np.asarray(tuned.biases))
+    return write_atomic(path, buffer.getvalue())
 
 
 def load_tuned_lens(path: str | Path, config: Config) -> TunedLens:

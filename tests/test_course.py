@@ -244,7 +244,7 @@ def test_a_killed_write_leaves_the_file_whole(tmp_path: Path,
     # an error while writing (a full disk): the old file stays, the temp file goes
     def full(fd: int) -> None:
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(files.os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full)  # inside write_atomic (minitf.checkpoint)
     with pytest.raises(OSError):
         files.write_atomic(target, "new")
     assert target.read_text(encoding="utf-8") == "my work\n"

@@ -131,7 +131,7 @@ def test_json_is_never_half_written(tmp_path):
         write_json({str(path)!r}, {{"history": {{"step": [1, 2, 3]}}}})
         write_json({str(path)!r}, {{"history": {{"step": list(range(10**6))}}}})
     """
-    done = run_python(code, "json-written#2")
+    done = run_python(code, "file-written#2")
     assert done.returncode == faults.KILLED, done.stderr[-2000:]
     assert json.loads(path.read_text(encoding="utf-8")) == {"history": {"step": [1, 2, 3]}}
     assert len(list(tmp_path.glob(".metrics.json.tmp-*"))) == 1  # the killed write's temp

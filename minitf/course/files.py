@@ -1,36 +1,21 @@
 """Writing files for students and teachers without ever losing their work.
 
-Everything the course writes goes through `write_atomic`: the text goes to a temp file in
-the same folder, which is then renamed over the target, so a reader (or a kill, or a full
-disk) never leaves half a file. `output_folder` turns "that path is a file" or "that
+Everything the course writes goes through the library's `write_atomic`
+(`minitf.checkpoint`): the text goes to a temp file in the same folder, which is then
+renamed over the target, so a reader (or a kill, or a full disk) never leaves half a
+file. `output_folder` turns "that path is a file" or "that
 folder is read-only" into one sentence, and `free_path` finds the next unused name, so a
 file somebody made is never overwritten.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
+from minitf.checkpoint import write_atomic
 
-def write_atomic(path: Path, data: str | bytes) -> Path:
-    """Write `data` to `path` through a temp file + rename (text as UTF-8); return `path`."""
-    path = Path(path)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644  # mkstemp's is 0o600
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+__all__ = ["free_path", "output_folder", "write_atomic"]
 
 
 def output_folder(folder: Path, what: str) -> Path:

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from minitf.checkpoint import write_atomic
 from minitf.explore.data import page_data
 from minitf.model import Config, Params
 from minitf.tasks import Task
@@ -67,18 +68,11 @@ def check_writable(path: Path) -> None:
 
 
 def write_html(path: str | os.PathLike, text: str) -> Path:
-    """Write the page atomically: a temporary file beside it, then a rename."""
+    """Write the page atomically (`write_atomic`: a temporary file beside it, then a rename)."""
     path = Path(path)
     check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, text)
 
 
 def write_page(
