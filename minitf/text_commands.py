@@ -186,6 +186,9 @@ def run_demo_text(args: argparse.Namespace, model_flags: tuple[str, ...],
     """Train the default text model from scratch and show what it learned."""
     from minitf.model import init_params
 
+    if args.eval_every == 0:
+        raise ValueError("--eval-every must be a positive number of steps for demo text: it "
+                         "shows the model's samples and validation loss every N steps")
     start = time.perf_counter()
     print("minitf demo text: a 6-block language model trained from scratch on Python's own "
           "documentation")  # fmt: skip

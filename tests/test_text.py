@@ -491,3 +491,11 @@ def test_a_sample_prints_on_one_line_whatever_the_model_wrote():
     assert shown == "a⏎b<0x1C>c<0xE2><0x80><0xA8>d<0x0F> é\tz"
     assert len(shown.splitlines()) == 1
     assert _one_line("x" * 200, width=10) == "x" * 9 + "…"
+
+
+def test_demo_text_needs_evaluations_to_show(tmp_path, capsys):
+    """--eval-every 0 means never, but the demo shows the model at every evaluation."""
+    assert main(["demo", "text", "--eval-every", "0", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--eval-every must be a positive number" in err, err
+    assert not (tmp_path / "d").exists()
