@@ -116,6 +116,7 @@ class TextTask:
     context: int  # T: tokens the model reads per window (its max_len)
     train_ids: np.ndarray  # (N_train,) uint16/uint32 token ids of the training text
     val_ids: np.ndarray  # (N_val,) the validation text's ids
+    corpus_note: str = ""  # the corpus's one line for the user, if any (`Corpus.note`)
     name = "text"  # (class attributes) the task's name in a checkpoint
     metric = "val_loss"  # what `evaluate` returns: lower is better
 
@@ -258,14 +259,14 @@ def text_task(
     on the training text) or "char" (one token per character; no vocab_size). The
     tokenised corpus is cached (see the module docstring); `progress` shows the bars.
     """
-    if not isinstance(corpus, Corpus):
-        corpus = python_docs() if corpus is None else file_corpus(corpus)
-    vocab_size = check_tokenizer_settings(tokenizer, vocab_size)
+    vocab_size = check_tokenizer_settings(tokenizer, vocab_size)  # before reading the corpus
     if not (isinstance(context, int) and context >= 1):
         raise ValueError(f"the context (--seq-len) must be a positive number of tokens; "
                          f"got {context!r}")  # fmt: skip
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1; got {val_fraction!r}")
+    if not isinstance(corpus, Corpus):
+        corpus = python_docs() if corpus is None else file_corpus(corpus)
     settings = {"tokenizer": tokenizer, "vocab_size": vocab_size, "val_fraction": val_fraction}
     if tokenizer == "bpe":
         settings["pattern"] = PATTERN
@@ -277,7 +278,7 @@ def text_task(
     check_long_enough(corpus, len(train_ids), len(val_ids), context, val_fraction)
     spec = {"corpus": corpus.describe(), **settings, "context": context}
     return TextTask(spec=spec, tokenizer=tok, context=context, train_ids=train_ids,
-                    val_ids=val_ids)  # fmt: skip
+                    val_ids=val_ids, corpus_note=corpus.note)  # fmt: skip
 
 
 def check_tokenizer_settings(tokenizer: str, vocab_size: int | None) -> int | None:

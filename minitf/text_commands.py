@@ -87,11 +87,11 @@ def build(args: argparse.Namespace, model_flags: tuple[str, ...], run_flags: tup
     return task, task.config(**model), dataclasses.replace(defaults, **given)
 
 
-def describe_run(task: TextTask, config: Config, settings: TrainConfig, corpus_note: str) -> None:
+def describe_run(task: TextTask, config: Config, settings: TrainConfig) -> None:
     corpus = task.spec["corpus"]
     print(f"corpus {corpus['name']}: {corpus['n_bytes'] / 1e6:.2f} MB, {corpus['source']}")
-    if corpus_note:
-        print(f"note: {corpus_note}")
+    if task.corpus_note:
+        print(f"note: {task.corpus_note}")
     kind = "byte-level BPE" if task.spec["tokenizer"] == "bpe" else "characters"
     print(f"tokens: {kind}, vocabulary {task.tokenizer.vocab_size}; {len(task.train_ids):,} "
           f"training and {len(task.val_ids):,} validation tokens (the last "
@@ -130,17 +130,9 @@ def train_and_report(args: argparse.Namespace, task: TextTask, config: Config,
 def run_train_text(args: argparse.Namespace, model_flags: tuple[str, ...],
                    run_flags: tuple[str, ...]) -> int:  # fmt: skip
     task, config, settings = build(args, model_flags, run_flags)
-    describe_run(task, config, settings, _corpus_note(args))
+    describe_run(task, config, settings)
     train_and_report(args, task, config, settings, resume=args.resume)
     return 0
-
-
-def _corpus_note(args: argparse.Namespace) -> str:
-    if getattr(args, "corpus", None) is not None:
-        return ""
-    from minitf.corpora import python_docs
-
-    return python_docs().note
 
 
 # --- eval and sample on a text checkpoint -------------------------------------------------
@@ -195,7 +187,7 @@ def run_demo_text(args: argparse.Namespace, model_flags: tuple[str, ...],
     task, config, settings = build(args, model_flags, run_flags)
     if args.eval_every is None:
         settings = dataclasses.replace(settings, eval_every=max(1, settings.steps // 4))
-    describe_run(task, config, settings, _corpus_note(args))
+    describe_run(task, config, settings)
     snapshots: dict[int, tuple[float | None, str]] = {}  # step -> (val loss, sample)
 
     def sample_as_it_trains(step: int, params: Params) -> None:
