@@ -147,6 +147,22 @@ def test_forbidden_shortcuts(line: str) -> None:
     assert message and "0 points" in message
 
 
+@pytest.mark.parametrize("outcome", [
+    {"error": "x"},  # no message
+    {"cases": [{"output": 1}]},  # fewer cases than were stored
+    {"cases": [{"output": 1}, {}]},  # a case with neither an output nor an error
+    {"cases": [{"output": 1}, {"error": 3, "message": None}]},
+    ["not", "a", "dict"],
+])
+def test_a_forged_results_file_is_a_crash_not_a_grader_error(outcome) -> None:
+    """A submission runs in the process that writes its results, so it can write anything
+    there: the exercise scores 0 as crashed, and the class's grading goes on."""
+    stored = {"points": 2.0, "args": [(1,), (2,)], "expected": [1, 2]}
+    grade = hidden.score_exercise(1, "utf8_encode", stored, None, outcome)
+    assert (grade.status, grade.score) == ("crashed", 0.0)
+    assert grade.message == "its results could not be read"
+
+
 def test_comparisons_say_what_is_wrong_not_what_is_right() -> None:
     want = np.arange(6.0).reshape(2, 3)
     assert hidden.close()(want + 1e-7, want) is None

@@ -417,6 +417,22 @@ class ExerciseGrade:
     hint: str = ""
 
 
+def _well_formed(outcome: Any, n_cases: int) -> bool:
+    """True when an outcome has the shape `score_exercise` reads: a submission runs in the
+    process that writes it, so it may have written anything there."""
+
+    def failure(d: Any) -> bool:
+        return isinstance(d.get("error"), str) and isinstance(d.get("message"), str)
+
+    if not isinstance(outcome, dict):
+        return False
+    if "cases" not in outcome:
+        return failure(outcome)
+    cases = outcome["cases"]
+    return isinstance(cases, list | tuple) and len(cases) == n_cases and all(
+        isinstance(c, dict) and (failure(c) if "error" in c else "output" in c) for c in cases)
+
+
 def score_exercise(lesson: int, name: str, stored: dict, grading: Grading | None,
                    outcome: dict) -> ExerciseGrade:
     """Grade one exercise from what its run produced (`minitf.course.sandbox`).
@@ -427,6 +443,8 @@ def score_exercise(lesson: int, name: str, stored: dict, grading: Grading | None
     """
     points, expected = stored["points"], stored["expected"]
     hint = grading.hint if grading else ""
+    if not _well_formed(outcome, len(expected)):  # the submission wrote its results file
+        outcome = {"error": "crashed", "message": "its results could not be read"}
     if "cases" not in outcome:
         return ExerciseGrade(lesson, name, points, 0.0, outcome["error"], outcome["message"],
                              hint=hint)
@@ -437,8 +455,6 @@ def score_exercise(lesson: int, name: str, stored: dict, grading: Grading | None
     results = []
     for i, (case, want) in enumerate(zip(cases, expected, strict=True)):
         if "error" in case:
-            if case["error"] == "borrowed":
-                return ExerciseGrade(lesson, name, points, 0.0, "borrowed", case["message"])
             results.append(CaseResult(False, case["message"]))
             continue
         try:
