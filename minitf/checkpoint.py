@@ -364,7 +364,7 @@ def _read_checkpoint(folder: Path) -> Checkpoint:
     template = jax.eval_shape(lambda key: init_params(config, key), jax.random.key(0))
     flat = _read_npz(folder / "params.npz")
     params = unflatten(template, flat, "params")
-    _warn_if_not_finite(flat, folder / "params.npz")
+    warn_if_not_finite(flat, folder / "params.npz")
     opt_path, data_path = folder / "opt_state.npz", folder / "data.npz"
     opt_state = _read_npz(opt_path) if opt_path.exists() else None
     try:
@@ -380,7 +380,8 @@ def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _warn_if_not_finite(arrays: dict[str, np.ndarray], path: Path) -> None:
+def warn_if_not_finite(arrays: dict[str, np.ndarray], path: Path,
+                       why: str = " (was it saved from a run that diverged?)") -> None:
     """A model with NaN or infinite weights computes NaN: say which tensors, by name."""
     bad = [name for name, x in arrays.items()
            if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all()]  # fmt: skip
@@ -388,7 +389,7 @@ def _warn_if_not_finite(arrays: dict[str, np.ndarray], path: Path) -> None:
         names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         warnings.warn(
             f"{path}: {names} {'holds' if len(bad) == 1 else 'hold'} NaN or infinite values, "
-            "so the model's outputs will be NaN (was it saved from a run that diverged?)",
+            f"so the model's outputs will be NaN{why}",
             stacklevel=3,
         )
 

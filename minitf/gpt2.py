@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ from minitf.checkpoint import (
     Checkpoint,
     has_checkpoint,
     load_checkpoint,
+    warn_if_not_finite,
 )
 from minitf.model import LN_EPS, Config, Params
 from minitf.tokens import TokenizerLike
@@ -119,10 +119,6 @@ def read_config(folder: Path) -> tuple[Config, dict]:
     return config, raw
 
 
-def _names(names: list[str]) -> str:
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-
-
 def _is_size(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
@@ -161,13 +157,7 @@ def read_tensors(folder: Path) -> dict[str, np.ndarray]:
         for name, value in tensors.items()
         if not name.endswith(IGNORED_SUFFIXES)
     }
-    bad = [name for name, value in tensors.items() if not np.isfinite(value).all()]
-    if bad:
-        warnings.warn(
-            f"{path}: {_names(bad)} {'holds' if len(bad) == 1 else 'hold'} NaN or infinite "
-            "values, so the model's outputs will be NaN",
-            stacklevel=3,
-        )
+    warn_if_not_finite(tensors, path, why="")
     return tensors
 
 
