@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from minitf import checkpoint
 from minitf.bpe import Tokenizer as BPETokenizer
 from minitf.chars import CharTokenizer
 from minitf.corpora import Corpus, cache_dir, file_corpus, python_docs
@@ -272,7 +273,8 @@ def text_task(
         settings["pattern"] = PATTERN
     folder = _tokenised(corpus, settings, progress)
     info = json.loads((folder / "info.json").read_text(encoding="utf-8"))
-    tok = _read_tokenizer(info["tokenizer"], folder)
+    described = info["tokenizer"]  # read back through the checkpoints' tokenizer registry
+    tok = checkpoint.TOKENIZERS[described["kind"]].from_description(described, folder)
     train_ids = np.load(folder / "train.npy", mmap_mode="r")
     val_ids = np.load(folder / "val.npy", mmap_mode="r")
     check_long_enough(corpus, len(train_ids), len(val_ids), context, val_fraction)
@@ -309,11 +311,6 @@ def check_long_enough(corpus: Corpus, n_train: int, n_val: int, context: int,
             f"least one window of context + 1 = {context + 1} tokens; use a longer text or a "
             "smaller --seq-len"
         )
-
-
-def _read_tokenizer(description: dict, folder: Path) -> TokenizerLike:
-    cls = {"chars": CharTokenizer, "bpe": BPETokenizer}[description["kind"]]
-    return cls.from_description(description, folder)
 
 
 def _tokenised(corpus: Corpus, settings: dict, progress: bool) -> Path:
