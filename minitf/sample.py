@@ -280,7 +280,6 @@ def generate_long(
     keep = config.max_len // 2  # tokens carried over when the window slides
     tokens = list(prompt)
     context = prompt[-keep:] if len(prompt) > keep else prompt  # (P',)
-    key = jax.random.key(0) if key is None and temperature == 0 else key
     call = 0
     while len(tokens) < len(prompt) + max_new_tokens:
         n = config.max_len - len(context)  # fill the window (the last call's extra is cut)
